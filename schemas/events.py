@@ -103,7 +103,9 @@ class DossierReceived(DossierEvent, frozen=True, kw_only=True, tag="dossier.rece
     applicant: Applicant | None = None
 
 
-class DossierDeadlineChanged(DossierEvent, frozen=True, kw_only=True, tag="dossier.deadline_changed"):
+class DossierDeadlineChanged(
+    DossierEvent, frozen=True, kw_only=True, tag="dossier.deadline_changed"
+):
     due_at: Timestamp
     reason: DeadlineReason
 
@@ -127,9 +129,7 @@ class DossierWithdrawn(DossierEvent, frozen=True, kw_only=True, tag="dossier.wit
     pass
 
 
-class DossierResultReturned(
-    DossierEvent, frozen=True, kw_only=True, tag="dossier.result_returned"
-):
+class DossierResultReturned(DossierEvent, frozen=True, kw_only=True, tag="dossier.result_returned"):
     method: ReturnMethod
 
 

@@ -24,7 +24,7 @@ class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     field: str | None = None
 
 
-class Accepted(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     """Stored (`duplicate: false`) or stored before (`duplicate: true`, original `seq`)."""
 
     ok: Literal[True] = True
@@ -33,10 +33,26 @@ class Accepted(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     event_id: str | None = None
 
 
-class Refused(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class Refused(msgspec.Struct, frozen=True, kw_only=True):
     ok: Literal[False] = False
     error: ErrorDetail
     event_id: str | None = None
+    """null when no event_id could be read (the submission refused whole, or unreadable)."""
 
 
 Reply: TypeAlias = Accepted | Refused
+
+
+def reply_from(obj: object) -> Reply:
+    """A decoded reply object as Accepted or Refused (told apart by `ok`, a bool, not a tag)."""
+    if isinstance(obj, dict) and obj.get("ok") is True:
+        return msgspec.convert(obj, Accepted)
+    return msgspec.convert(obj, Refused)
+
+
+def replies_from_json(data: bytes) -> list[Reply] | Reply:
+    """The reply to a submission: a list for a batch, one object otherwise."""
+    decoded = msgspec.json.decode(data)
+    if isinstance(decoded, list):
+        return [reply_from(item) for item in decoded]
+    return reply_from(decoded)

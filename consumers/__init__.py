@@ -1,0 +1,1 @@
+"""Projections of the event log: monthly reports, and the interconnection forwarder."""

@@ -1,0 +1,1 @@
+"""lienthong gateway: the submit service, the CLI, and the plumbing they share."""

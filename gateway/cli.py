@@ -1,0 +1,141 @@
+"""`lienthong`: the command line of the gateway (serve, submit, schema, report, demo, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections import Counter
+from pathlib import Path
+
+from gateway import connection, logs
+from gateway.client import submit_all
+from gateway.docs import asyncapi, json_schema, render
+from gateway.progress import Progress
+from gateway.registry import Registry
+from gateway.runtime import EMBEDDED_PORT, nats_available
+from gateway.service import Gateway
+from gateway.settings import NatsSettings, StreamSettings, data_home
+from schemas.replies import Accepted, Refused
+
+
+def _nats(args: argparse.Namespace) -> NatsSettings:
+    return NatsSettings.from_env(getattr(args, "nats_url", None))
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    path: Path | None = getattr(args, "registry", None)
+    return Registry.load(path)
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+
+    async def serve(settings: NatsSettings) -> None:
+        gateway = Gateway(settings, StreamSettings.from_env(), registry)
+        await gateway.start()
+        print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
+        await _until_signalled()
+        await gateway.stop()
+
+    with nats_available(_nats(args), store_dir=data_home() / "nats", port=args.port) as settings:
+        asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    lines = [
+        (n, line.strip().encode())
+        for n, line in enumerate(Path(args.file).read_text(encoding="utf-8").splitlines(), 1)
+        if line.strip()
+    ]
+    settings = _nats(args)
+    if not settings.servers:
+        settings = NatsSettings.from_env(f"nats://127.0.0.1:{EMBEDDED_PORT}")
+
+    async def submit() -> int:
+        client = await connection.connect(settings, service=False)
+        progress = Progress(len(lines), f"submitting as {args.unit}")
+        try:
+            replies = await submit_all(
+                client,
+                args.unit,
+                [line for _, line in lines],
+                batch_size=args.batch,
+                on_progress=progress.advance,
+            )
+        finally:
+            progress.close()
+            await client.close()
+        accepted = [r for r in replies if isinstance(r, Accepted)]
+        refused = [
+            (n, r) for (n, _), r in zip(lines, replies, strict=True) if isinstance(r, Refused)
+        ]
+        codes = Counter(r.error.code.value for _, r in refused)
+        print(
+            f"{len(lines)} events: {sum(not r.duplicate for r in accepted)} accepted, "
+            f"{sum(r.duplicate for r in accepted)} duplicates, {len(refused)} refused"
+            + (f" ({', '.join(f'{c}: {k}' for c, k in sorted(codes.items()))})" if codes else "")
+        )
+        for n, r in refused:
+            field = f" [{r.error.field}]" if r.error.field else ""
+            print(f"  line {n} {r.event_id or '?'}: {r.error.code.value}{field}: {r.error.message}")
+        return 1 if refused else 0
+
+    return asyncio.run(submit())
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(render(asyncapi() if args.asyncapi else json_schema()))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lienthong", description=__doc__)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def nats_url(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--nats-url",
+            help="NATS server URL(s), comma-separated (default: $LIENTHONG_NATS_URL, "
+            "else an embedded nats-server)",
+        )
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    nats_url(serve)
+    serve.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
+    serve.add_argument("--port", type=int, default=EMBEDDED_PORT, help="embedded server's port")
+    serve.set_defaults(run=cmd_serve)
+
+    submit = sub.add_parser("submit", help="submit a file of events (JSON lines) as a unit")
+    submit.add_argument("file", type=Path)
+    submit.add_argument("--unit", required=True)
+    submit.add_argument("--batch", type=int, default=500)
+    nats_url(submit)
+    submit.set_defaults(run=cmd_submit)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the contract")
+    schema.add_argument("--asyncapi", action="store_true", help="the AsyncAPI document instead")
+    schema.set_defaults(run=cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logs.configure(args.log_level)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""The documents vendors validate against: JSON Schema of the contract, AsyncAPI of the subjects.
+
+Both are generated (from the msgspec types and from faststream's declaration of the gateway's
+subscribers); the copies checked in under `schemas/` are kept in step by a test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from faststream.nats import NatsBroker
+from faststream.specification import AsyncAPI
+
+from gateway.service import declare_submit
+from schemas.events import Event
+from schemas.interconnect import DeliveryAck, Envelope, NoteBody, ResultBody, TransferBody
+from schemas.replies import Accepted, Refused
+from schemas.report import Report
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "lienthong.schema.json"
+ASYNCAPI_FILE = Path(__file__).resolve().parent.parent / "schemas" / "asyncapi.json"
+
+_DOCUMENTED: dict[str, Any] = {
+    "Event": Event,
+    "Submission": Event | list[Event],
+    "Accepted": Accepted,
+    "Refused": Refused,
+    "Envelope": Envelope,
+    "TransferBody": TransferBody,
+    "ResultBody": ResultBody,
+    "NoteBody": NoteBody,
+    "DeliveryAck": DeliveryAck,
+    "Report": Report,
+}
+
+
+def json_schema() -> dict[str, Any]:
+    refs, components = msgspec.json.schema_components(
+        list(_DOCUMENTED.values()), ref_template="#/$defs/{name}"
+    )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "lienthong wire contract, version 1",
+        "description": "Events, replies, interconnection envelopes and reports (CONTRACT.md).",
+        "$defs": {**components, **dict(zip(_DOCUMENTED, refs, strict=True))},
+    }
+
+
+async def _no_handler(unit: str, payload: bytes) -> bytes:
+    raise NotImplementedError("documentation only")
+
+
+_PUBLISHED = {
+    "onestop.events.{unit}.{entity}.{key}": (
+        "Event",
+        "The event log, stream ONESTOP_EVENTS: each accepted event once, in order. `key` is the "
+        "entity id in the quoted-printable-style encoding of gateway/subjects.py.",
+    ),
+    "onestop.reports.{unit}.{period}": (
+        "Report",
+        "Monthly reports, stream ONESTOP_REPORTS (direct get): every revision is a message; the "
+        "last on a subject is the current report.",
+    ),
+    "province.{province}.inbox.{unit}": (
+        "Envelope",
+        'Interconnection from a unit to its province, request/reply; `{"ok": true}` acknowledges.',
+    ),
+}
+
+
+def _with_payloads(spec: dict[str, Any]) -> dict[str, Any]:
+    """faststream knows the subjects; the payloads are the contract's msgspec types."""
+    refs, components = msgspec.json.schema_components(
+        list(_DOCUMENTED.values()), ref_template="#/components/schemas/{name}"
+    )
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("EmptyPayload", None)
+    schemas.update(components)
+    schemas.update(dict(zip(_DOCUMENTED, refs, strict=True)))
+    payload_of = {"onestop.submit.{unit}": "Submission"}
+    payload_of.update({subject: name for subject, (name, _) in _PUBLISHED.items()})
+    for name, message in spec["components"].get("messages", {}).items():
+        channel = name.split(":", 1)[0]
+        if channel in payload_of:
+            message["payload"] = {"$ref": f"#/components/schemas/{payload_of[channel]}"}
+    return spec
+
+
+def asyncapi() -> dict[str, Any]:
+    broker = NatsBroker("nats://127.0.0.1:4222", logger=None)
+    declare_submit(broker, _no_handler)
+    for subject, (_, description) in _PUBLISHED.items():
+        broker.publisher(
+            subject.replace("{unit}", "*")
+            .replace("{entity}", "*")
+            .replace("{key}", "*")
+            .replace("{period}", "*")
+            .replace("{province}", "*"),
+            title=subject,
+            description=description,
+        )
+    document = AsyncAPI(
+        broker,
+        title="lienthong gateway",
+        version="1",
+        description=(
+            "Subjects of the lienthong gateway (CONTRACT.md section 2). Message payloads are "
+            "described by the JSON Schema printed by `lienthong schema`."
+        ),
+    ).to_specification()
+    spec: dict[str, Any] = msgspec.json.decode(document.to_json())
+    return _with_payloads(spec)
+
+
+def render(document: dict[str, Any]) -> str:
+    return msgspec.json.format(msgspec.json.encode(document), indent=2).decode() + "\n"

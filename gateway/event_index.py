@@ -1,0 +1,63 @@
+"""The event-id index: where each (unit, event_id) was appended, kept for ever.
+
+JetStream's own duplicate window forgets; this index does not. It is a stream with one message
+per subject `onestop.eventids.<unit>.<key>` (a KV bucket in all but name), written before the
+event is appended, compare-and-set on the subject's last sequence. Its value, a `Claim`, says on
+which log subject the event goes and after which sequence: the append carries that sequence as
+its expectation, so if the event reached the log at all it is the very next message on that
+subject. One read answers "was it stored?", also when the first answer was lost or
+`unavailable`, and two instances racing on one event_id cannot both create the entry.
+
+Cost per event: one message of about 100 bytes plus the subject (~40 bytes) on disk; in the
+server's memory, its entry in the per-subject index (~100 bytes). Nothing in the gateway.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from gateway.jetstream import JetStream, WrongLastSequence
+from gateway.streams import EVENT_IDS_PREFIX, EVENT_IDS_STREAM
+from gateway.subjects import encode_key
+
+
+class Claim(msgspec.Struct, frozen=True, array_like=True):
+    subject: str
+    after_seq: int
+
+
+_CLAIM = msgspec.json.Decoder(Claim)
+_ENCODE = msgspec.json.encode
+
+
+class EventIndex:
+    def __init__(self, js: JetStream) -> None:
+        self._js = js
+
+    @staticmethod
+    def subject(unit: str, event_id: str) -> str:
+        return f"{EVENT_IDS_PREFIX}.{unit}.{encode_key(event_id)}"
+
+    async def create(self, unit: str, event_id: str, claim: Claim) -> bool:
+        """Record the claim if the event_id has none; False if it already has one."""
+        return await self.replace(unit, event_id, claim, 0)
+
+    async def get(self, unit: str, event_id: str) -> tuple[Claim, int] | None:
+        """The claim and its index sequence (for `replace`), or None."""
+        msg = await self._js.last_on_subject(EVENT_IDS_STREAM, self.subject(unit, event_id))
+        if msg is None:
+            return None
+        return _CLAIM.decode(msg.data), msg.seq
+
+    async def replace(self, unit: str, event_id: str, claim: Claim, index_seq: int) -> bool:
+        """Overwrite the claim at `index_seq` (0: none yet); False if someone else wrote first."""
+        try:
+            await self._js.publish(
+                self.subject(unit, event_id),
+                _ENCODE(claim),
+                {},
+                expected_last_subject_seq=index_seq,
+            )
+        except WrongLastSequence:
+            return False
+        return True

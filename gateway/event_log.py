@@ -1,0 +1,73 @@
+"""The event log (stream ONESTOP_EVENTS): reading an entity's state, appending its next event.
+
+Every append expects the entity subject's last sequence, so two gateway instances racing on one
+dossier can never both append: the loser gets `WrongLastSequence` and re-judges.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from gateway.jetstream import JetStream, StoredMessage
+from gateway.lifecycle import DossierState, EntityState
+from gateway.streams import EVENTS_STREAM
+
+MSG_ID = "Nats-Msg-Id"
+DOSSIER_STATE = "Lienthong-Dossier"
+"""Header: the dossier's state after this event (lifecycle.DossierState as JSON)."""
+ORIGIN = "Lienthong-Origin"
+"""Header: `province` on events that came from the province over interconnection."""
+ORIGIN_MESSAGE_ID = "Lienthong-Message-Id"
+"""Header: the interconnection message_id an inbound event came from."""
+
+_STATE = msgspec.json.Decoder(DossierState)
+
+
+def msg_id(unit: str, event_id: str) -> str:
+    """JetStream's Nats-Msg-Id of an event: event_ids are unique per unit, not across units."""
+    return f"{unit}:{event_id}"
+
+
+def dossier_state(message: StoredMessage) -> DossierState | None:
+    raw = message.headers.get(DOSSIER_STATE)
+    return _STATE.decode(raw) if raw else None
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    seq: int
+    duplicate: bool
+
+
+class EventLog:
+    def __init__(self, js: JetStream) -> None:
+        self.js = js
+
+    async def entity_state(self, subject: str) -> EntityState:
+        last = await self.js.last_on_subject(EVENTS_STREAM, subject)
+        if last is None:
+            return EntityState()
+        return EntityState(last_seq=last.seq, dossier=dossier_state(last))
+
+    async def next_after(self, subject: str, seq: int) -> StoredMessage | None:
+        return await self.js.next_on_subject(EVENTS_STREAM, subject, seq + 1)
+
+    async def by_seq(self, seq: int) -> StoredMessage | None:
+        return await self.js.by_seq(EVENTS_STREAM, seq)
+
+    async def append(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        message_id: str,
+        expected_last_seq: int,
+        state: DossierState | None,
+        extra_headers: dict[str, str] | None = None,
+    ) -> AppendResult:
+        headers = {MSG_ID: message_id, **(extra_headers or {})}
+        if state is not None:
+            headers[DOSSIER_STATE] = msgspec.json.encode(state).decode()
+        ack = await self.js.publish(
+            subject, payload, headers, expected_last_subject_seq=expected_last_seq
+        )
+        return AppendResult(seq=ack.seq, duplicate=ack.duplicate)

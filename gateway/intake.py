@@ -1,0 +1,169 @@
+"""Recording validated events in the log exactly once, in each entity's order.
+
+A batch is split by entity: each entity's events are judged and appended one after another
+(each append expects the previous one's sequence), while all entities of the batch proceed at
+once, so their reads and writes are pipelined on the connection instead of one round trip per
+event. What one entity's refusal or failure does never stops another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import msgspec
+
+from gateway import lifecycle
+from gateway.event_index import Claim, EventIndex
+from gateway.event_log import EventLog, msg_id
+from gateway.jetstream import WrongLastSequence
+from gateway.lifecycle import EntityState
+from gateway.refusals import Conflict, Refusal, Unavailable
+from gateway.subjects import event_subject
+from schemas.events import Event
+from schemas.replies import Accepted, Reply
+
+RACE_RETRIES = 5
+
+
+class Candidate(msgspec.Struct, frozen=True):
+    """A valid event, its canonical bytes (what is stored, and compared on resend)."""
+
+    event: Event
+    body: bytes
+    headers: dict[str, str] | None = None
+
+
+class Intake:
+    def __init__(self, log: EventLog, index: EventIndex) -> None:
+        self.log = log
+        self.index = index
+
+    async def record(self, candidates: list[Candidate]) -> list[Reply]:
+        replies: list[Reply | None] = [None] * len(candidates)
+        by_entity: dict[str, list[int]] = defaultdict(list)
+        first_of: dict[str, int] = {}
+        repeats: list[tuple[int, int]] = []
+        for i, c in enumerate(candidates):
+            e = c.event
+            if (first := first_of.setdefault(e.event_id, i)) != i:
+                repeats.append((i, first))  # the same event_id twice in one batch
+                continue
+            by_entity[event_subject(e.unit, e.entity, e.entity_id)].append(i)
+        await asyncio.gather(
+            *(self._entity(subject, idx, candidates, replies) for subject, idx in by_entity.items())
+        )
+        for i, first in repeats:
+            replies[i] = _repeat(replies[first], candidates[first], candidates[i])
+        return [r if r is not None else _lost() for r in replies]
+
+    async def _entity(
+        self,
+        subject: str,
+        indices: list[int],
+        candidates: list[Candidate],
+        replies: list[Reply | None],
+    ) -> None:
+        try:
+            state = await self.log.entity_state(subject)
+        except Unavailable as u:
+            for i in indices:
+                replies[i] = u.reply(candidates[i].event.event_id)
+            return
+        for n, i in enumerate(indices):
+            c = candidates[i]
+            try:
+                reply, state = await self._one(subject, state, c)
+            except Unavailable as u:
+                # This entity's later events cannot be judged without knowing the outcome.
+                for j in indices[n:]:
+                    replies[j] = u.reply(candidates[j].event.event_id)
+                return
+            except Refusal as r:
+                replies[i] = r.reply(c.event.event_id)
+                continue
+            replies[i] = reply
+
+    async def _one(
+        self, subject: str, state: EntityState, c: Candidate
+    ) -> tuple[Accepted, EntityState]:
+        event = c.event
+        unit, event_id = event.unit, event.event_id
+        for _ in range(RACE_RETRIES):
+            try:
+                dossier = lifecycle.apply(state, event)
+            except Refusal:
+                if (dup := await self._stored(c)) is not None:
+                    return dup, state
+                raise
+            claim = Claim(subject, state.last_seq)
+            if not await self.index.create(unit, event_id, claim):
+                found = await self.index.get(unit, event_id)
+                if found is None:
+                    raise Unavailable("the event-id index changed during the write; retry")
+                previous, index_seq = found
+                if (dup := await self._stored(c, previous)) is not None:
+                    return dup, state
+                # The earlier attempt with this id never reached the log: take its claim over.
+                if not await self.index.replace(unit, event_id, claim, index_seq):
+                    raise Unavailable("this event_id is being submitted concurrently; retry")
+            try:
+                result = await self.log.append(
+                    subject,
+                    c.body,
+                    message_id=msg_id(unit, event_id),
+                    expected_last_seq=state.last_seq,
+                    state=dossier,
+                    extra_headers=c.headers,
+                )
+            except WrongLastSequence:
+                state = await self.log.entity_state(subject)  # another instance appended first
+                continue
+            if result.duplicate:  # caught by JetStream's own window: a resend still in flight
+                stored = await self.log.by_seq(result.seq)
+                if stored is None or stored.data != c.body:
+                    raise _reused(event_id)
+                return Accepted(seq=result.seq, duplicate=True, event_id=event_id), state
+            return (
+                Accepted(seq=result.seq, duplicate=False, event_id=event_id),
+                EntityState(last_seq=result.seq, dossier=dossier),
+            )
+        raise Unavailable("the dossier is being changed by many writers at once; retry")
+
+    async def _stored(self, c: Candidate, claim: Claim | None = None) -> Accepted | None:
+        """The original reply if this event_id is in the log already; Conflict if it differs."""
+        event = c.event
+        if claim is None:
+            found = await self.index.get(event.unit, event.event_id)
+            if found is None:
+                return None
+            claim = found[0]
+        stored = await self.log.next_after(claim.subject, claim.after_seq)
+        if stored is None or stored.headers.get("Nats-Msg-Id") != msg_id(
+            event.unit, event.event_id
+        ):
+            return None
+        if stored.data != c.body:
+            raise _reused(event.event_id)
+        return Accepted(seq=stored.seq, duplicate=True, event_id=event.event_id)
+
+
+def _reused(event_id: str) -> Conflict:
+    return Conflict(
+        f"event_id {event_id!r} was already used for a different event; "
+        "an event_id names one event for ever",
+        field="event_id",
+    )
+
+
+def _repeat(first_reply: Reply | None, first: Candidate, again: Candidate) -> Reply:
+    event_id = again.event.event_id
+    if first.body != again.body:
+        return _reused(event_id).reply(event_id)
+    if isinstance(first_reply, Accepted):
+        return Accepted(seq=first_reply.seq, duplicate=True, event_id=event_id)
+    return first_reply if first_reply is not None else _lost()
+
+
+def _lost() -> Reply:
+    return Unavailable("the gateway could not finish this event; retry").reply()

@@ -1,0 +1,119 @@
+"""The few JetStream requests the gateway makes, on nats-py's raw request path.
+
+nats-py's JetStream context hides status replies behind generic errors and costs a JSON parse
+per call; here every answer becomes a typed result or one of two named errors: `Unavailable`
+(nothing answered in time, no stream leader, no responders: safe to retry) and
+`WrongLastSequence` (another writer appended first: re-read and re-judge).
+"""
+
+from __future__ import annotations
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+
+from gateway.refusals import Unavailable
+
+JS_API = "$JS.API"
+ERR_WRONG_LAST_SEQUENCE = 10071
+
+
+class WrongLastSequence(Exception):
+    """The subject's last sequence was not the one expected: someone else appended first."""
+
+
+class _ApiError(msgspec.Struct, frozen=True):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class PubAck(msgspec.Struct, frozen=True):
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: _ApiError | None = None
+
+
+_PUBACK = msgspec.json.Decoder(PubAck)
+
+
+class StoredMessage(msgspec.Struct, frozen=True):
+    subject: str
+    seq: int
+    data: bytes
+    headers: dict[str, str]
+    time: str
+
+
+class JetStream:
+    """Publish with expectations, and direct gets, with one timeout for all."""
+
+    def __init__(self, client: Client, timeout: float) -> None:
+        self.client = client
+        self.timeout = timeout
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str],
+        *,
+        expected_last_subject_seq: int | None = None,
+    ) -> PubAck:
+        if expected_last_subject_seq is not None:
+            headers = {
+                **headers,
+                "Nats-Expected-Last-Subject-Sequence": str(expected_last_subject_seq),
+            }
+        try:
+            reply = await self.client.request(
+                subject, payload, timeout=self.timeout, headers=headers
+            )
+        except nats.errors.NoRespondersError as e:
+            raise Unavailable("the event log is not reachable (no JetStream responder)") from e
+        except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as e:
+            raise Unavailable("the event log did not confirm the write in time") from e
+        if reply.headers and reply.headers.get("Status") == "503":
+            raise Unavailable("the event log is not reachable (no JetStream responder)")
+        ack = _PUBACK.decode(reply.data)
+        if ack.error is not None:
+            if ack.error.err_code == ERR_WRONG_LAST_SEQUENCE:
+                raise WrongLastSequence(ack.error.description)
+            raise Unavailable(f"the event log refused the write: {ack.error.description}")
+        return ack
+
+    async def last_on_subject(self, stream: str, subject: str) -> StoredMessage | None:
+        return await self._direct_get(f"{JS_API}.DIRECT.GET.{stream}.{subject}", b"")
+
+    async def next_on_subject(
+        self, stream: str, subject: str, from_seq: int
+    ) -> StoredMessage | None:
+        """The first message on `subject` with sequence >= from_seq."""
+        request = msgspec.json.encode({"seq": from_seq, "next_by_subj": subject})
+        return await self._direct_get(f"{JS_API}.DIRECT.GET.{stream}", request)
+
+    async def by_seq(self, stream: str, seq: int) -> StoredMessage | None:
+        request = msgspec.json.encode({"seq": seq})
+        return await self._direct_get(f"{JS_API}.DIRECT.GET.{stream}", request)
+
+    async def _direct_get(self, api_subject: str, request: bytes) -> StoredMessage | None:
+        try:
+            reply = await self.client.request(api_subject, request, timeout=self.timeout)
+        except nats.errors.NoRespondersError as e:
+            raise Unavailable("the event log is not reachable (no JetStream responder)") from e
+        except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as e:
+            raise Unavailable("the event log did not answer a read in time") from e
+        headers: dict[str, str] = dict(reply.headers or {})
+        status = headers.get("Status")
+        if status == "404":
+            return None
+        if status is not None:
+            raise Unavailable(f"the event log could not be read ({status})")
+        return StoredMessage(
+            subject=headers.get("Nats-Subject", ""),
+            seq=int(headers.get("Nats-Sequence", "0")),
+            data=reply.data,
+            headers=headers,
+            time=headers.get("Nats-Time-Stamp", ""),
+        )

@@ -1,0 +1,124 @@
+"""The running gateway: its NATS connections, streams, and the subscribers that serve units.
+
+Any number of gateways serve side by side: subscribers share the queue group `lienthong`, and
+everything they know lives in JetStream, never in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from faststream.nats import NatsBroker, NatsMessage
+from nats.aio.client import Client
+
+from gateway import connection, logs
+from gateway.event_index import EventIndex
+from gateway.event_log import EventLog
+from gateway.intake import Intake
+from gateway.jetstream import JetStream
+from gateway.registry import Registry
+from gateway.settings import NatsSettings, StreamSettings
+from gateway.streams import provision
+from gateway.subjects import SUBMIT_PREFIX, last_token
+from gateway.submit import SubmitService
+
+QUEUE_GROUP = "lienthong"
+WORKERS = 16
+
+Handler = Callable[[str, bytes], Awaitable[bytes]]
+
+
+def declare_submit(broker: NatsBroker, handle: Handler) -> None:
+    """The `onestop.submit.<unit>` subscriber (also what the AsyncAPI document describes)."""
+
+    @broker.subscriber(
+        f"{SUBMIT_PREFIX}.*",
+        queue=QUEUE_GROUP,
+        max_workers=WORKERS,
+        title="onestop.submit.{unit}",
+        description=(
+            "A unit's system submits one event (JSON object) or up to 1,000 (JSON array), "
+            "request/reply; answered with one reply per event (CONTRACT section 4)."
+        ),
+        include_in_schema=True,
+    )
+    async def submit(msg: NatsMessage) -> bytes:
+        unit = last_token(msg.raw_message.subject, SUBMIT_PREFIX) or ""
+        return await handle(unit, msg.body)
+
+
+class InFlight:
+    """Counts handlers at work, so a shutdown answers every batch it has begun."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def wrap(self, handle: Handler) -> Handler:
+        async def wrapped(unit: str, payload: bytes) -> bytes:
+            self._count += 1
+            self._idle.clear()
+            try:
+                return await handle(unit, payload)
+            finally:
+                self._count -= 1
+                if self._count == 0:
+                    self._idle.set()
+
+        return wrapped
+
+    async def wait(self) -> None:
+        await self._idle.wait()
+
+
+class Gateway:
+    def __init__(self, nats: NatsSettings, streams: StreamSettings, registry: Registry) -> None:
+        self.nats_settings = nats
+        self.stream_settings = streams
+        self.registry = registry
+        self.log = logs.get("lienthong.gateway")
+        self.in_flight = InFlight()
+        self._client: Client | None = None
+        self._broker: NatsBroker | None = None
+
+    @property
+    def client(self) -> Client:
+        assert self._client is not None, "the gateway is not started"
+        return self._client
+
+    async def start(self) -> None:
+        self._client = await connection.connect(self.nats_settings)
+        await provision(self._client, self.stream_settings)
+        js = JetStream(self._client, self.nats_settings.request_timeout)
+        service = SubmitService(Intake(EventLog(js), EventIndex(js)), self.registry)
+        self._broker = connection.broker(self.nats_settings)
+        declare_submit(self._broker, self.in_flight.wrap(service.submit))
+        await self._broker.start()
+        self.log.info("gateway.started", servers=list(self.nats_settings.servers))
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking submissions, answer those in flight, then close.
+
+        A broker that has already gone away must not turn a shutdown into a crash, so each
+        step is bounded and a cancelled close of a dead connection is not an error.
+        """
+        if self._broker is not None:
+            await _bounded(self._broker.stop(), timeout)
+        await _bounded(self.in_flight.wait(), timeout)
+        if self._client is not None and not self._client.is_closed:
+            await _bounded(self._client.drain(), timeout)
+        self.log.info("gateway.stopped")
+
+
+async def _bounded(step: Awaitable[None], timeout: float) -> None:
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout)
+    except TimeoutError:
+        task.cancel()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # we are being cancelled ourselves

@@ -1,0 +1,75 @@
+"""Every connection and stream option in one place, read from flags and `LIENTHONG_*` variables.
+
+Clustering, credentials and TLS are settings here, never code paths elsewhere: a gateway on a
+three-node cluster differs from the embedded one only by these values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+
+class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """How to reach NATS. `servers` empty means: start the embedded nats-server."""
+
+    servers: tuple[str, ...] = ()
+    name: str = "lienthong"
+    creds_file: Path | None = None  # per-party credentials (a unit may speak only for itself)
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    connect_timeout: float = 5.0
+    request_timeout: float = 5.0
+    """How long a JetStream write or read may take before the event is `unavailable`."""
+
+    @classmethod
+    def from_env(cls, servers: str | None = None) -> NatsSettings:
+        env = os.environ.get
+        urls = servers or env("LIENTHONG_NATS_URL") or ""
+
+        def path(name: str) -> Path | None:
+            value = env(name)
+            return Path(value) if value else None
+
+        return cls(
+            servers=tuple(u.strip() for u in urls.split(",") if u.strip()),
+            creds_file=path("LIENTHONG_NATS_CREDS"),
+            tls_ca=path("LIENTHONG_NATS_TLS_CA"),
+            tls_cert=path("LIENTHONG_NATS_TLS_CERT"),
+            tls_key=path("LIENTHONG_NATS_TLS_KEY"),
+            user=env("LIENTHONG_NATS_USER"),
+            password=env("LIENTHONG_NATS_PASSWORD"),
+            token=env("LIENTHONG_NATS_TOKEN"),
+            request_timeout=float(env("LIENTHONG_NATS_REQUEST_TIMEOUT") or 5.0),
+        )
+
+
+class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Stream provisioning: replicas and limits, so a cluster is a change of values, not code."""
+
+    replicas: int = 1
+    duplicate_window_seconds: float = 600.0
+    """JetStream's own msg-id window; resends older than this are caught by the event-id index."""
+    events_max_bytes: int = -1
+    reports_max_msgs_per_subject: int = -1
+    """Every revision of a report is kept (the history is what 'as it stood on a day' reads)."""
+
+    @classmethod
+    def from_env(cls) -> StreamSettings:
+        env = os.environ.get
+        return cls(
+            replicas=int(env("LIENTHONG_REPLICAS") or 1),
+            duplicate_window_seconds=float(env("LIENTHONG_DUPLICATE_WINDOW") or 600.0),
+            events_max_bytes=int(env("LIENTHONG_EVENTS_MAX_BYTES") or -1),
+        )
+
+
+def data_home() -> Path:
+    """Where the embedded nats-server keeps its store when no URL is given."""
+    return Path(os.environ.get("LIENTHONG_HOME") or Path.cwd() / ".lienthong")

@@ -1,0 +1,73 @@
+"""The subjects of CONTRACT section 2, and the key encoding of entity ids.
+
+Entity ids may hold dots, slashes, spaces and Vietnamese letters; a subject token may not hold
+dots or spaces. The key is quoted-printable style: ASCII letters, digits, `-` and `_` stand for
+themselves, every other byte of the id's UTF-8 is `=` followed by two upper-case hex digits.
+`=` itself is escaped, so the encoding is reversible and two different ids never share a key.
+The same key is valid as a NATS subject token and as a JetStream KV key.
+
+    HS-2021/04.001  ->  HS-2021=2F04=2E001
+    Hồ sơ 1         ->  H=E1=BB=93=20s=C6=A11
+"""
+
+from __future__ import annotations
+
+import re
+
+from schemas.events import Entity
+
+SUBMIT_PREFIX = "onestop.submit"
+EVENTS_PREFIX = "onestop.events"
+REPORTS_PREFIX = "onestop.reports"
+INBOUND_PREFIX = "onestop.inbound"
+
+_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_ESCAPE = re.compile(r"=([0-9A-F]{2})")
+
+
+def encode_key(entity_id: str) -> str:
+    """The subject-safe, reversible key of an entity id (see the module docstring)."""
+    out: list[str] = []
+    for byte in entity_id.encode("utf-8"):
+        out.append(chr(byte) if byte in _SAFE else f"={byte:02X}")
+    return "".join(out)
+
+
+def decode_key(key: str) -> str:
+    """The entity id a key stands for; `decode_key(encode_key(x)) == x`."""
+    raw = bytearray()
+    i = 0
+    while i < len(key):
+        if key[i] == "=":
+            raw.append(int(key[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw.append(ord(key[i]))
+            i += 1
+    return raw.decode("utf-8")
+
+
+def submit_subject(unit: str) -> str:
+    return f"{SUBMIT_PREFIX}.{unit}"
+
+
+def event_subject(unit: str, entity: Entity, entity_id: str) -> str:
+    return f"{EVENTS_PREFIX}.{unit}.{entity.value}.{encode_key(entity_id)}"
+
+
+def report_subject(unit: str, period: str) -> str:
+    return f"{REPORTS_PREFIX}.{unit}.{period}"
+
+
+def inbound_subject(unit: str) -> str:
+    return f"{INBOUND_PREFIX}.{unit}"
+
+
+def province_inbox_subject(province: str, unit: str) -> str:
+    return f"province.{province}.inbox.{unit}"
+
+
+def last_token(subject: str, prefix: str) -> str | None:
+    """`<unit>` of `prefix.<unit>`, or None when the subject is not one token under prefix."""
+    head, _, tail = subject.rpartition(".")
+    return tail if head == prefix and tail else None

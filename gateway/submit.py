@@ -1,0 +1,145 @@
+"""The submit service: `onestop.submit.<unit>` in, one reply per event out (CONTRACT section 4).
+
+Decoding, validation and unit checks are done for the whole batch before anything is read or
+written; then `Intake` records what passed. One log line per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+
+from gateway import logs
+from gateway.intake import Candidate, Intake
+from gateway.refusals import Invalid, Malformed, Refusal, UnitMismatch, UnknownUnit
+from gateway.registry import Registry
+from schemas.codec import ENCODER, EVENT_DECODER, field_of, plain_message
+from schemas.replies import Accepted, Refused, Reply
+from schemas.rules import field_problem
+
+MAX_EVENTS = 1000
+MAX_BYTES = 4 * 1024 * 1024
+
+
+class _EventIdOnly(msgspec.Struct):
+    event_id: str | None = None
+
+
+_EVENT_ID = msgspec.json.Decoder(_EventIdOnly)
+_BATCH = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def split_submission(payload: bytes) -> tuple[list[msgspec.Raw], bool]:
+    """The submitted items, and whether they came as an array; Malformed if refused whole."""
+    if len(payload) > MAX_BYTES:
+        raise Malformed(f"the submission is {len(payload)} bytes; at most {MAX_BYTES} are accepted")
+    head = payload.lstrip()[:1]
+    if head == b"{":
+        try:
+            msgspec.json.decode(payload)
+        except msgspec.DecodeError as e:
+            raise Malformed(f"the submission is not valid JSON: {e}") from e
+        return [msgspec.Raw(payload)], False
+    if head == b"[":
+        try:
+            items = _BATCH.decode(payload)
+        except msgspec.DecodeError as e:
+            raise Malformed(f"the submission is not valid JSON: {e}") from e
+        if len(items) > MAX_EVENTS:
+            raise Malformed(
+                f"the batch holds {len(items)} events; at most {MAX_EVENTS} per submission"
+            )
+        return items, True
+    try:
+        msgspec.json.decode(payload)
+    except msgspec.DecodeError as e:
+        raise Malformed(f"the submission is not valid JSON: {e}") from e
+    raise Malformed("the submission must be one event (a JSON object) or an array of events")
+
+
+def event_id_of(raw: msgspec.Raw) -> str | None:
+    try:
+        return _EVENT_ID.decode(raw).event_id
+    except msgspec.ValidationError:
+        return None
+
+
+def validate(raw: msgspec.Raw, unit: str, registry: Registry, now: datetime) -> Candidate:
+    """A Candidate ready to record, or raise the Refusal that fits first."""
+    if not bytes(raw).lstrip().startswith(b"{"):
+        raise Malformed("each event must be a JSON object")
+    try:
+        event = EVENT_DECODER.decode(raw)
+    except msgspec.ValidationError as e:
+        field = field_of(e)
+        raise Invalid(f"{field or 'event'}: {plain_message(e)}", field=field) from e
+    if (problem := field_problem(event, now)) is not None:
+        raise Invalid(problem.message, field=problem.field)
+    if event.unit != unit:
+        raise UnitMismatch(
+            f"the event's unit {event.unit!r} differs from the subject's unit {unit!r}; "
+            "a unit submits its own events on onestop.submit.<its code>",
+            field="unit",
+        )
+    if unit not in registry:
+        raise UnknownUnit(
+            f"unit {unit!r} is not in the gateway's registry of units; ask the operator to add it",
+            field="unit",
+        )
+    return Candidate(event, ENCODER.encode(event))
+
+
+class SubmitService:
+    def __init__(
+        self,
+        intake: Intake,
+        registry: Registry,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.intake = intake
+        self.registry = registry
+        self.clock = clock
+        self.log = logs.get("lienthong.submit")
+
+    async def submit(self, unit: str, payload: bytes) -> bytes:
+        started = time.perf_counter()
+        try:
+            items, is_batch = split_submission(payload)
+        except Malformed as refusal:
+            self._log_batch(unit, 0, [refusal.reply()], started)
+            return ENCODER.encode(refusal.reply())
+        replies = await self.handle(unit, items)
+        self._log_batch(unit, len(items), replies, started)
+        return ENCODER.encode(replies if is_batch else replies[0])
+
+    async def handle(self, unit: str, items: list[msgspec.Raw]) -> list[Reply]:
+        now = self.clock()
+        replies: list[Reply | None] = [None] * len(items)
+        candidates: list[Candidate] = []
+        positions: list[int] = []
+        for i, raw in enumerate(items):
+            try:
+                candidates.append(validate(raw, unit, self.registry, now))
+                positions.append(i)
+            except Refusal as refusal:
+                replies[i] = refusal.reply(event_id_of(raw))
+        for i, reply in zip(positions, await self.intake.record(candidates), strict=True):
+            replies[i] = reply
+        return [r for r in replies if r is not None]
+
+    def _log_batch(self, unit: str, events: int, replies: list[Reply], started: float) -> None:
+        refused = Counter(r.error.code.value for r in replies if isinstance(r, Refused))
+        accepted = [r for r in replies if isinstance(r, Accepted)]
+        self.log.info(
+            "submit.batch",
+            unit=unit,
+            events=events,
+            accepted=sum(1 for r in accepted if not r.duplicate),
+            duplicates=sum(1 for r in accepted if r.duplicate),
+            refused=dict(refused),
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )

@@ -1,0 +1,64 @@
+"""Fixtures: a real nats-server per test (own port, own store), gateways in-process or as processes.
+
+No mock brokers: the rules under test (dedupe, expected sequences, persistence) live in JetStream.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from gateway.embedded import NatsServer
+from gateway.registry import Registry
+from gateway.service import Gateway
+from gateway.settings import NatsSettings, StreamSettings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    with NatsServer(tmp_path / "nats") as server:
+        yield server
+
+
+@pytest.fixture
+def nats_settings(nats_server: NatsServer) -> NatsSettings:
+    return NatsSettings(servers=(nats_server.url,), request_timeout=2.0)
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry.load()
+
+
+@pytest.fixture
+async def gateway(nats_settings: NatsSettings, registry: Registry) -> AsyncIterator[Gateway]:
+    g = Gateway(nats_settings, StreamSettings(), registry)
+    await g.start()
+    yield g
+    await g.stop()
+
+
+@pytest.fixture
+async def client(nats_server: NatsServer) -> AsyncIterator[Client]:
+    nc = await nats.connect(nats_server.url)
+    yield nc
+    await nc.close()
+
+
+@pytest.fixture
+def subprocess_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for lienthong processes a test starts (logs as JSON, own home)."""
+    return {**os.environ, "LIENTHONG_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
