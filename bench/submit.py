@@ -1,0 +1,127 @@
+"""Submit throughput: the gateway beside raw nats-py JetStream publishing, same machine, same run.
+
+    .venv/bin/python -m bench.submit [--events 20000]
+
+Each event is a new dossier's `dossier.received` (the common case, and the costliest: every one
+is a new entity and a new event id). The raw baseline publishes the same payloads with the same
+Nats-Msg-Id headers to a plain stream, pipelined (publish_async), which is the most the broker
+and nats-py can do here; the gateway also reads the entity's state and writes the event-id index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.js.api import StorageType, StreamConfig
+
+from bench.common import Timer, gateway_process, machine, private_server, rate
+from gateway.client import submit_batch
+from schemas.replies import Accepted
+
+UNITS = ["21550", "21553", "21556", "21559", "21562", "21565", "21568", "21571"]
+_counter = itertools.count()
+
+
+def events(n: int) -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    for _ in range(n):
+        i = next(_counter)
+        unit = UNITS[i % len(UNITS)]
+        out.append(
+            (
+                unit,
+                msgspec.json.encode(
+                    {
+                        "type": "dossier.received",
+                        "event_id": f"bench-{i}",
+                        "unit": unit,
+                        "occurred_at": "2021-04-05T08:00:00+07:00",
+                        "dossier_id": f"000.00.21.H08-210405/{i:07d}",
+                        "procedure_code": "1.001612",
+                        "channel": "direct",
+                        "service_level": None,
+                        "due_at": "2021-04-12T17:00:00+07:00",
+                    }
+                ),
+            )
+        )
+    return out
+
+
+async def raw_publish(client: Client, payloads: list[tuple[str, bytes]]) -> float:
+    js = client.jetstream(publish_async_max_pending=4000)
+    await js.add_stream(
+        StreamConfig(
+            name=f"RAW{next(_counter)}",
+            subjects=[f"raw{next(_counter)}.>"],
+            storage=StorageType.FILE,
+            duplicate_window=600,
+        )
+    )
+    stream = (await js.streams_info())[-1].config
+    prefix = stream.subjects[0][:-2] if stream.subjects else "raw"
+    with Timer() as t:
+        futures = [
+            await js.publish_async(
+                f"{prefix}.{unit}.dossier.{i}", body, headers={"Nats-Msg-Id": f"{unit}:{i}"}
+            )
+            for i, (unit, body) in enumerate(payloads)
+        ]
+        await asyncio.gather(*futures)
+    return rate(len(payloads), t.seconds)
+
+
+async def gateway_submit(
+    client: Client, payloads: list[tuple[str, bytes]], batch: int, in_flight: int
+) -> float:
+    batches = [payloads[i : i + batch] for i in range(0, len(payloads), batch)]
+    semaphore = asyncio.Semaphore(in_flight)
+
+    async def one(chunk: list[tuple[str, bytes]]) -> int:
+        async with semaphore:
+            replies = await submit_batch(client, chunk[0][0], [b for _, b in chunk], timeout=60)
+            return sum(isinstance(r, Accepted) and not r.duplicate for r in replies)
+
+    # A batch is one unit's: group by unit first, as a unit's system would.
+    by_unit = sorted(payloads, key=lambda p: p[0])
+    batches = [by_unit[i : i + batch] for i in range(0, len(by_unit), batch)]
+    batches = [[p for p in b if p[0] == b[0][0]] + [] for b in batches]  # keep batches single-unit
+    with Timer() as t:
+        accepted = sum(await asyncio.gather(*(one(b) for b in batches)))
+    assert accepted == sum(len(b) for b in batches), "every benchmark event must be accepted"
+    return rate(accepted, t.seconds)
+
+
+async def main(total: int) -> None:
+    print(f"machine: {machine()}")
+    print(f"events per case: {total}\n")
+    with private_server() as server, gateway_process(server.url):
+        client = await nats.connect(server.url)
+        for _ in range(100):  # until the gateway answers
+            try:
+                await client.request("onestop.submit.21550", b"[]", timeout=0.5)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        print(f"{'case':<34}{'gateway ev/s':>14}{'raw ev/s':>12}{'ratio':>8}")
+        for label, batch, in_flight in (
+            ("1 event per request (64 in flight)", 1, 64),
+            ("batches of 100 (4 in flight)", 100, 4),
+            ("batches of 1000 (2 in flight)", 1000, 2),
+        ):
+            n = total if batch > 1 else max(total // 4, 1000)
+            raw = await raw_publish(client, events(n))
+            gw = await gateway_submit(client, events(n), batch, in_flight)
+            print(f"{label:<34}{gw:>14,.0f}{raw:>12,.0f}{gw / raw:>8.2f}")
+        await client.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20000)
+    asyncio.run(main(parser.parse_args().events))
