@@ -12,10 +12,10 @@ from pathlib import Path
 from gateway import connection, logs
 from gateway.client import submit_all
 from gateway.docs import asyncapi, json_schema, render
+from gateway.node import Node
 from gateway.progress import Progress
 from gateway.registry import Registry
 from gateway.runtime import EMBEDDED_PORT, nats_available
-from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings, data_home
 from schemas.replies import Accepted, Refused
 
@@ -41,11 +41,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     registry = _registry(args)
 
     async def serve(settings: NatsSettings) -> None:
-        gateway = Gateway(settings, StreamSettings.from_env(), registry)
-        await gateway.start()
+        node = Node(settings, StreamSettings.from_env(), registry)
+        await node.start()
         print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
         await _until_signalled()
-        await gateway.stop()
+        await node.stop()
 
     with nats_available(_nats(args), store_dir=data_home() / "nats", port=args.port) as settings:
         asyncio.run(serve(settings))
@@ -94,6 +94,45 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return asyncio.run(submit())
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from consumers import report_format, report_store
+    from gateway.jetstream import JetStream
+
+    settings = _nats(args)
+    if not settings.servers:
+        settings = NatsSettings.from_env(f"nats://127.0.0.1:{EMBEDDED_PORT}")
+    registry = _registry(args)
+
+    async def fetch() -> int:
+        client = await connection.connect(settings, service=False)
+        try:
+            found = await report_store.current_report(
+                JetStream(client, settings.request_timeout), args.unit, args.period
+            )
+        finally:
+            await client.close()
+        if found is None:
+            print(f"no report for unit {args.unit}, period {args.period}", file=sys.stderr)
+            return 1
+        report = found.report
+        if args.format == "json":
+            sys.stdout.write(report_format.as_json(report))
+        elif args.format == "csv":
+            sys.stdout.write(report_format.as_csv(report))
+        else:
+            name = registry[args.unit].name if args.unit in registry else ""
+            sys.stdout.write(report_format.table(report, name))
+        return 0
+
+    return asyncio.run(fetch())
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway import demo
+
+    return demo.main(seed=args.seed, keep=args.keep)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     sys.stdout.write(render(asyncapi() if args.asyncapi else json_schema()))
     return 0
@@ -123,6 +162,19 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--batch", type=int, default=500)
     nats_url(submit)
     submit.set_defaults(run=cmd_submit)
+
+    report = sub.add_parser("report", help="print the current report of a unit and period")
+    report.add_argument("--unit", required=True)
+    report.add_argument("--period", required=True, help="YYYY-MM")
+    report.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    report.add_argument("--registry", type=Path)
+    nats_url(report)
+    report.set_defaults(run=cmd_report)
+
+    demo = sub.add_parser("demo", help="a month of Quy Nhơn's traffic, ending in the city's report")
+    demo.add_argument("--seed", type=int, default=2021)
+    demo.add_argument("--keep", type=Path, help="keep the demo's data in this folder")
+    demo.set_defaults(run=cmd_demo)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the contract")
     schema.add_argument("--asyncapi", action="store_true", help="the AsyncAPI document instead")

@@ -1,0 +1,273 @@
+"""The report projector: the event log in, monthly reports out (CONTRACT section 6).
+
+A durable pull consumer feeds events to a `ReportBook` (the pure rules). Changes are coalesced:
+a burst of events gives one new revision per changed report per `coalesce_seconds`. The book is
+checkpointed with the log sequence it reflects in one atomic write; on start the projector
+restores it and resumes right after that sequence, and reads what was already published from
+ONESTOP_REPORTS, so a kill at any point neither counts twice nor skips, nor repeats a revision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+import msgspec
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from consumers import report_store
+from consumers.checkpoint import Checkpoint, CheckpointStore
+from consumers.periods import period_end
+from consumers.report_rules import ReportBook
+from consumers.report_store import Published
+from gateway import logs
+from gateway.jetstream import JetStream, WrongLastSequence
+from gateway.registry import Registry
+from gateway.streams import EVENTS_STREAM
+from schemas.codec import EVENT_DECODER
+from schemas.report import Report
+
+VN = timezone(timedelta(hours=7))
+DAY = timedelta(days=1)
+
+
+def now_vn() -> datetime:
+    return datetime.now(VN)
+
+
+class ProjectorSettings(msgspec.Struct, frozen=True, kw_only=True):
+    durable: str = "reports-projector"
+    coalesce_seconds: float = 1.0
+    fetch_batch: int = 1000
+    checkpoint_seconds: float = 30.0
+    checkpoint_events: int = 200_000
+    tick_seconds: float = 60.0
+    """How often provisional reports are checked for a period end or a day without revision."""
+
+
+class ReportProjector:
+    def __init__(
+        self,
+        client: Client,
+        registry: Registry,
+        settings: ProjectorSettings | None = None,
+        *,
+        clock: Callable[[], datetime] = now_vn,
+        publish: bool = True,
+    ) -> None:
+        self.client = client
+        self.registry = registry
+        self.settings = settings or ProjectorSettings()
+        self.clock = clock
+        self.publish_reports = publish
+        self.book = ReportBook()
+        self.seq = 0
+        self.published: dict[tuple[str, str], Published] = {}
+        self.log = logs.get("lienthong.projector")
+        self._js = JetStream(client, 10.0)
+        self._checkpoints = CheckpointStore(client, self.settings.durable)
+        self._dirty: dict[str, str] = {}  # report unit -> earliest period that may have changed
+        self._latest: str | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._flushing = False
+        self._events_since_checkpoint = 0
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        checkpoint = await self._checkpoints.load()
+        if checkpoint is not None:
+            self.book = ReportBook.restore(checkpoint.state)
+            self.seq = checkpoint.seq
+            self._latest = self.book.latest_period()
+        self.published = await report_store.current_reports(self.client)
+        await self._bind_consumer()
+        self.log.info("projector.started", resume_after=self.seq, reports=len(self.published))
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        if self.publish_reports:
+            await self.flush()
+        await self.checkpoint()
+        self.log.info("projector.stopped", seq=self.seq)
+
+    async def _bind_consumer(self) -> None:
+        js = self.client.jetstream()
+        # The checkpoint, not the consumer's ack floor, says where to resume: re-create the
+        # durable consumer there (its ack floor is kept for operators to see the lag).
+        with contextlib.suppress(NotFoundError):
+            await js.delete_consumer(EVENTS_STREAM, self.settings.durable)
+        config = ConsumerConfig(
+            durable_name=self.settings.durable,
+            description="lienthong report projector",
+            ack_policy=AckPolicy.ALL,
+            max_ack_pending=self.settings.fetch_batch * 4,
+            ack_wait=300,
+            filter_subject="onestop.events.>",
+        )
+        if self.seq > 0:
+            config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+            config.opt_start_seq = self.seq + 1
+        else:
+            config.deliver_policy = DeliverPolicy.ALL
+        await js.add_consumer(EVENTS_STREAM, config)
+        self._sub = await js.pull_subscribe_bind(self.settings.durable, stream=EVENTS_STREAM)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        s = self.settings
+        last_flush = last_checkpoint = last_tick = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                msgs = await self._sub.fetch(s.fetch_batch, timeout=min(s.coalesce_seconds, 0.5))
+            except nats.errors.TimeoutError:
+                msgs = []
+            self._apply(msgs)
+            if msgs:
+                await msgs[-1].ack()
+            now = time.monotonic()
+            if self.publish_reports and self._dirty and now - last_flush >= s.coalesce_seconds:
+                await self.flush()
+                last_flush = now
+            if (
+                now - last_checkpoint >= s.checkpoint_seconds
+                or self._events_since_checkpoint >= s.checkpoint_events
+            ):
+                await self.checkpoint()
+                last_checkpoint = now
+            if self.publish_reports and now - last_tick >= s.tick_seconds:
+                self._tick()
+                last_tick = now
+
+    def _apply(self, msgs: list[Msg]) -> None:
+        for msg in msgs:
+            seq = msg.metadata.sequence.stream
+            if seq <= self.seq:
+                continue  # already in the restored state
+            self.seq = seq
+            self._events_since_checkpoint += 1
+            try:
+                event = EVENT_DECODER.decode(msg.data)
+            except msgspec.ValidationError:
+                self.log.error("projector.undecodable_event", seq=seq)
+                continue
+            units = (
+                self.registry.report_units(event.unit)
+                if event.unit in self.registry
+                else (event.unit,)
+            )
+            changed = self.book.apply(event, units)
+            if changed is not None:
+                for unit in units:
+                    self._mark(unit, changed)
+
+    def _mark(self, unit: str, period: str) -> None:
+        """The unit's reports from `period` on may have changed."""
+        if unit not in self._dirty or period < self._dirty[unit]:
+            self._dirty[unit] = period
+
+    def _tick(self) -> None:
+        """Period ends and daily republication of provisional reports, with no event needed."""
+        now = self.clock()
+        for (unit, period), published in self.published.items():
+            report = published.report
+            if not report.final and (now >= period_end(period) or now - report.generated_at >= DAY):
+                self._mark(unit, period)
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def reports_due(self) -> list[Report]:
+        """The reports whose figures (or finality) differ from what was last published."""
+        latest = self.book.latest_period()
+        if latest is not None and latest != self._latest:
+            # A new latest period: every unit gets a report for it (dossiers carry into it).
+            for unit in self.book.units():
+                self._mark(unit, self._latest if self._latest is not None else latest)
+            self._latest = latest
+        now = self.clock()
+        due: list[Report] = []
+        for unit, since in sorted(self._dirty.items()):
+            for period in self.book.periods(unit):
+                if period < since:
+                    continue
+                final = now >= period_end(period)
+                figures = self.book.figures(unit, period, None if final else now)
+                previous = self.published.get((unit, period))
+                if previous is not None:
+                    old = previous.report
+                    if (
+                        old.final == final
+                        and old.figures == figures
+                        and (final or now - old.generated_at < DAY)
+                    ):
+                        continue
+                due.append(
+                    Report(
+                        unit=unit,
+                        period=period,
+                        revision=(previous.report.revision + 1) if previous else 1,
+                        final=final,
+                        generated_at=now,
+                        dossiers=figures.dossiers,
+                        documents=figures.documents,
+                        copies=figures.copies,
+                    )
+                )
+        return due
+
+    async def flush(self) -> int:
+        """Publish every report that changed; returns how many revisions were published."""
+        self._flushing = True
+        try:
+            due = self.reports_due()
+            self._dirty.clear()
+            results = await asyncio.gather(*(self._publish(r) for r in due))
+        finally:
+            self._flushing = False
+        published = sum(results)
+        if due:
+            self.log.info("projector.flush", published=published, seq=self.seq)
+        return published
+
+    async def _publish(self, report: Report) -> int:
+        key = (report.unit, report.period)
+        previous = self.published.get(key)
+        try:
+            seq = await report_store.publish(self._js, report, previous.seq if previous else 0)
+        except WrongLastSequence:
+            # Another projector published this subject: take its revision as ours and re-judge.
+            current = await report_store.current_report(self._js, report.unit, report.period)
+            if current is not None:
+                self.published[key] = current
+            self._dirty.setdefault(report.unit, report.period)
+            return 0
+        self.published[key] = Published(report, seq)
+        return 1
+
+    async def checkpoint(self) -> None:
+        await self._checkpoints.save(Checkpoint(self.seq, self.book.snapshot()))
+        self._events_since_checkpoint = 0
+
+    # -- waiting (demo, tests, operators) -----------------------------------------------------
+
+    async def wait_until_current(self, timeout: float = 60.0) -> None:
+        """Until every event now in the log is applied and every change is published."""
+        info = await self.client.jetstream().stream_info(EVENTS_STREAM)
+        target = info.state.last_seq
+        deadline = time.monotonic() + timeout
+        while self.seq < target or self._dirty or self._flushing:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"projector at {self.seq}, log at {target}")
+            await asyncio.sleep(0.05)

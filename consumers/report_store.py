@@ -1,0 +1,69 @@
+"""Reports as published (stream ONESTOP_REPORTS): reading the current ones, adding revisions.
+
+The stream itself is the memory of what was published: a projector starting up reads the last
+report of every subject, so after a crash it neither repeats a revision number nor republishes
+figures that did not change. Each publish expects the subject's last sequence, so two projectors
+can never publish the same revision twice.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from nats.aio.client import Client
+from nats.js.api import DeliverPolicy
+
+from gateway.jetstream import JetStream, WrongLastSequence
+from gateway.streams import REPORTS_STREAM
+from gateway.subjects import REPORTS_PREFIX, report_subject
+from schemas.report import Report
+
+_REPORT = msgspec.json.Decoder(Report)
+
+
+class Published(msgspec.Struct, frozen=True):
+    report: Report
+    seq: int
+
+
+async def current_reports(client: Client) -> dict[tuple[str, str], Published]:
+    """The last report of every (unit, period), read with one ordered consumer."""
+    js = client.jetstream()
+    info = await js.stream_info(REPORTS_STREAM)
+    out: dict[tuple[str, str], Published] = {}
+    if info.state.messages == 0:
+        return out
+    sub = await js.subscribe(
+        f"{REPORTS_PREFIX}.>",
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+    )
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=10)
+            report = _REPORT.decode(msg.data)
+            out[(report.unit, report.period)] = Published(report, msg.metadata.sequence.stream)
+            if msg.metadata.num_pending == 0:
+                break
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+async def current_report(js: JetStream, unit: str, period: str) -> Published | None:
+    """One direct get: the current report of a unit and period, or None."""
+    msg = await js.last_on_subject(REPORTS_STREAM, report_subject(unit, period))
+    return Published(_REPORT.decode(msg.data), msg.seq) if msg is not None else None
+
+
+async def publish(js: JetStream, report: Report, expected_seq: int) -> int:
+    """Append a revision; raises WrongLastSequence if another projector published first."""
+    ack = await js.publish(
+        report_subject(report.unit, report.period),
+        msgspec.json.encode(report),
+        {"Nats-Msg-Id": f"{report.unit}.{report.period}.r{report.revision}"},
+        expected_last_subject_seq=expected_seq,
+    )
+    return ack.seq
+
+
+__all__ = ["Published", "WrongLastSequence", "current_report", "current_reports", "publish"]
