@@ -79,7 +79,6 @@ async def raw_publish(client: Client, payloads: list[tuple[str, bytes]]) -> floa
 async def gateway_submit(
     client: Client, payloads: list[tuple[str, bytes]], batch: int, in_flight: int
 ) -> float:
-    batches = [payloads[i : i + batch] for i in range(0, len(payloads), batch)]
     semaphore = asyncio.Semaphore(in_flight)
 
     async def one(chunk: list[tuple[str, bytes]]) -> int:
@@ -100,7 +99,7 @@ async def gateway_submit(
 async def main(total: int) -> None:
     print(f"machine: {machine()}")
     print(f"events per case: {total}\n")
-    with private_server() as server, gateway_process(server.url):
+    with private_server() as server, gateway_process(server.url, "--roles", "gateway"):
         client = await nats.connect(server.url)
         for _ in range(100):  # until the gateway answers
             try:

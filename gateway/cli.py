@@ -41,7 +41,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     registry = _registry(args)
 
     async def serve(settings: NatsSettings) -> None:
-        node = Node(settings, StreamSettings.from_env(), registry)
+        roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
+        node = Node(settings, StreamSettings.from_env(), registry, roles=roles)
         await node.start()
         print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
         await _until_signalled()
@@ -154,6 +155,11 @@ def parser() -> argparse.ArgumentParser:
     nats_url(serve)
     serve.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
     serve.add_argument("--port", type=int, default=EMBEDDED_PORT, help="embedded server's port")
+    serve.add_argument(
+        "--roles",
+        default="gateway,projector",
+        help="what this process runs, comma-separated: gateway, projector (default: both)",
+    )
     serve.set_defaults(run=cmd_serve)
 
     submit = sub.add_parser("submit", help="submit a file of events (JSON lines) as a unit")

@@ -20,10 +20,11 @@ from gateway.jetstream import WrongLastSequence
 from gateway.lifecycle import EntityState
 from gateway.refusals import Conflict, Refusal, Unavailable
 from gateway.subjects import event_subject
-from schemas.events import Event
+from schemas.events import CopyCertified, DocumentIssued, DossierReceived, Event
 from schemas.replies import Accepted, Reply
 
 RACE_RETRIES = 5
+CREATION_EVENTS = (DossierReceived, DocumentIssued, CopyCertified)
 
 
 class Candidate(msgspec.Struct, frozen=True):
@@ -65,7 +66,7 @@ class Intake:
         replies: list[Reply | None],
     ) -> None:
         try:
-            state = await self.log.entity_state(subject)
+            state = await self._initial_state(subject, candidates[indices[0]].event)
         except Unavailable as u:
             for i in indices:
                 replies[i] = u.reply(candidates[i].event.event_id)
@@ -83,6 +84,13 @@ class Intake:
                 replies[i] = r.reply(c.event.event_id)
                 continue
             replies[i] = reply
+
+    async def _initial_state(self, subject: str, first: Event) -> EntityState:
+        """A creation event's entity is assumed new: its append expects sequence 0, and if the
+        entity exists after all, `_one` re-reads and re-judges. Saves a read for most events."""
+        if isinstance(first, CREATION_EVENTS):
+            return EntityState()
+        return await self.log.entity_state(subject)
 
     async def _one(
         self, subject: str, state: EntityState, c: Candidate

@@ -12,6 +12,8 @@ from gateway.registry import Registry
 from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
 
+ROLES = ("gateway", "projector")
+
 
 class Node:
     def __init__(
@@ -20,8 +22,11 @@ class Node:
         streams: StreamSettings,
         registry: Registry,
         projector: ProjectorSettings | None = None,
+        *,
+        roles: frozenset[str] = frozenset(ROLES),
     ) -> None:
         self.nats = nats
+        self.roles = roles
         self.gateway = Gateway(nats, streams, registry)
         self.registry = registry
         self.projector_settings = projector or ProjectorSettings()
@@ -29,6 +34,8 @@ class Node:
 
     async def start(self) -> None:
         await self.gateway.start()  # provisions the streams the others read
+        if "projector" not in self.roles:
+            return
         client = await connection.connect(self.nats)
         self.projector = ReportProjector(client, self.registry, self.projector_settings)
         await self.projector.start()
