@@ -100,6 +100,7 @@ class ReportProjector:
         if self.publish_reports:
             await self.flush()
         await self.checkpoint()
+        await self._sub.unsubscribe()
         self.log.info("projector.stopped", seq=self.seq)
 
     async def _bind_consumer(self) -> None:

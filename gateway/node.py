@@ -43,5 +43,5 @@ class Node:
     async def stop(self) -> None:
         await self.gateway.stop()
         if self.projector is not None:
-            await self.projector.stop()
-            await self.projector.client.drain()
+            await self.projector.stop()  # flushed and checkpointed: nothing left to drain
+            await self.projector.client.close()
