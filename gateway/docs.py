@@ -13,7 +13,7 @@ import msgspec
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
-from gateway.service import declare_submit
+from gateway.service import declare_inbound, declare_submit
 from schemas.events import Event
 from schemas.interconnect import DeliveryAck, Envelope, NoteBody, ResultBody, TransferBody
 from schemas.replies import Accepted, Refused
@@ -79,7 +79,7 @@ def _with_payloads(spec: dict[str, Any]) -> dict[str, Any]:
     schemas.pop("EmptyPayload", None)
     schemas.update(components)
     schemas.update(dict(zip(_DOCUMENTED, refs, strict=True)))
-    payload_of = {"onestop.submit.{unit}": "Submission"}
+    payload_of = {"onestop.submit.{unit}": "Submission", "onestop.inbound.{unit}": "Envelope"}
     payload_of.update({subject: name for subject, (name, _) in _PUBLISHED.items()})
     for name, message in spec["components"].get("messages", {}).items():
         channel = name.split(":", 1)[0]
@@ -91,6 +91,7 @@ def _with_payloads(spec: dict[str, Any]) -> dict[str, Any]:
 def asyncapi() -> dict[str, Any]:
     broker = NatsBroker("nats://127.0.0.1:4222", logger=None)
     declare_submit(broker, _no_handler)
+    declare_inbound(broker, _no_handler)
     for subject, (_, description) in _PUBLISHED.items():
         broker.publisher(
             subject.replace("{unit}", "*")

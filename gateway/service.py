@@ -15,12 +15,13 @@ from nats.aio.client import Client
 from gateway import connection, logs
 from gateway.event_index import EventIndex
 from gateway.event_log import EventLog
+from gateway.inbound import InboundService, records_bucket
 from gateway.intake import Intake
 from gateway.jetstream import JetStream
 from gateway.registry import Registry
 from gateway.settings import NatsSettings, StreamSettings
 from gateway.streams import provision
-from gateway.subjects import SUBMIT_PREFIX, last_token
+from gateway.subjects import INBOUND_PREFIX, SUBMIT_PREFIX, last_token
 from gateway.submit import SubmitService
 
 QUEUE_GROUP = "lienthong"
@@ -45,6 +46,24 @@ def declare_submit(broker: NatsBroker, handle: Handler) -> None:
     )
     async def submit(msg: NatsMessage) -> bytes:
         unit = last_token(msg.raw_message.subject, SUBMIT_PREFIX) or ""
+        return await handle(unit, msg.body)
+
+
+def declare_inbound(broker: NatsBroker, handle: Handler) -> None:
+    """The `onestop.inbound.<unit>` subscriber: interconnection from the province to a unit."""
+
+    @broker.subscriber(
+        f"{INBOUND_PREFIX}.*",
+        queue=QUEUE_GROUP,
+        max_workers=WORKERS,
+        title="onestop.inbound.{unit}",
+        description=(
+            "The province sends an interconnection envelope to a unit, request/reply; answered "
+            '{"ok": true} once stored, or an error as in CONTRACT section 4.'
+        ),
+    )
+    async def inbound(msg: NatsMessage) -> bytes:
+        unit = last_token(msg.raw_message.subject, INBOUND_PREFIX) or ""
         return await handle(unit, msg.body)
 
 
@@ -92,9 +111,14 @@ class Gateway:
         self._client = await connection.connect(self.nats_settings)
         await provision(self._client, self.stream_settings)
         js = JetStream(self._client, self.nats_settings.request_timeout)
-        service = SubmitService(Intake(EventLog(js), EventIndex(js)), self.registry)
+        log = EventLog(js)
+        intake = Intake(log, EventIndex(js))
+        service = SubmitService(intake, self.registry)
+        records = await records_bucket(self._client, self.stream_settings.replicas)
+        inbound = InboundService(intake, log, records, self.registry)
         self._broker = connection.broker(self.nats_settings)
         declare_submit(self._broker, self.in_flight.wrap(service.submit))
+        declare_inbound(self._broker, self.in_flight.wrap(inbound.receive))
         await self._broker.start()
         self.log.info("gateway.started", servers=list(self.nats_settings.servers))
 

@@ -1,0 +1,202 @@
+"""Interconnection from the province to a unit: `onestop.inbound.<unit>` (CONTRACT section 5).
+
+A `result` becomes `dossier.resolved` at `body.resolved_at` and a `supplement_request` becomes
+`dossier.supplement_requested`, recorded through the same `Intake` as a unit's own events, so
+they obey the same lifecycle and count in the unit's report. Their event_id is derived from the
+`message_id`, so the event-id index deduplicates a resend however late it comes. `receipt`,
+`status` and `rejected` change no lifecycle: they are kept as interconnection records of the
+dossier (bucket ONESTOP_DELIVERIES, like outbound deliveries), never in the event log.
+Events stored from here carry `Lienthong-Origin: province`, so they are never sent back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import time
+from datetime import UTC, datetime
+
+import msgspec
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
+
+from gateway import logs
+from gateway.event_log import ORIGIN, ORIGIN_MESSAGE_ID, EventLog
+from gateway.intake import Candidate, Intake
+from gateway.refusals import Invalid, Refusal, UnitMismatch, UnknownEntity, UnknownUnit
+from gateway.registry import Registry
+from gateway.subjects import encode_key, event_subject
+from schemas.codec import ENCODER, decode_body, field_of, plain_message
+from schemas.events import DossierResolved, DossierSupplementRequested, Entity, Event
+from schemas.interconnect import INBOUND_KINDS, Envelope, EnvelopeKind, NoteBody, ResultBody
+from schemas.replies import Accepted
+from schemas.rules import field_problem
+
+RECORDS_BUCKET = "ONESTOP_DELIVERIES"
+OK = b'{"ok":true}'
+
+
+class InboundRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A province message that changes no lifecycle, kept for the dossier's history."""
+
+    direction: str = "in"
+    message_id: str
+    kind: EnvelopeKind
+    unit: str
+    dossier_id: str
+    sent_at: datetime
+    received_at: datetime
+    note: str | None = None
+
+
+_ENVELOPE = msgspec.json.Decoder(Envelope)
+
+
+def inbound_event_id(message_id: str) -> str:
+    """The event_id of the event a province message becomes: stable, at most 128 chars."""
+    candidate = f"province:{message_id}"
+    if len(candidate) <= 128:
+        return candidate
+    return "province:sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
+
+
+def record_key(unit: str, dossier_id: str, direction: str, message_id: str) -> str:
+    return f"{unit}.{encode_key(dossier_id)}.{direction}.{encode_key(message_id)}"
+
+
+async def records_bucket(client: Client, replicas: int = 1) -> KeyValue:
+    js = client.jetstream()
+    try:
+        return await js.key_value(RECORDS_BUCKET)
+    except (BucketNotFoundError, NotFoundError):
+        return await js.create_key_value(
+            KeyValueConfig(
+                bucket=RECORDS_BUCKET,
+                description="lienthong interconnection records, both ways, per dossier",
+                storage=StorageType.FILE,
+                replicas=replicas,
+                history=1,
+            )
+        )
+
+
+def decode_envelope(payload: bytes, unit: str, registry: Registry) -> Envelope:
+    try:
+        envelope = _ENVELOPE.decode(payload)
+    except msgspec.ValidationError as e:
+        field = field_of(e)
+        raise Invalid(f"{field or 'envelope'}: {plain_message(e)}", field=field) from e
+    except msgspec.DecodeError as e:
+        raise Invalid(f"the envelope is not valid JSON: {e}") from e
+    if envelope.kind not in INBOUND_KINDS:
+        raise Invalid(
+            f"kind {envelope.kind.value!r} does not go from the province to a unit", field="kind"
+        )
+    if envelope.unit != unit:
+        raise UnitMismatch(
+            f"the envelope's unit {envelope.unit!r} differs from the subject's unit {unit!r}",
+            field="unit",
+        )
+    if unit not in registry:
+        raise UnknownUnit(f"unit {unit!r} is not in the gateway's registry", field="unit")
+    return envelope
+
+
+class InboundService:
+    def __init__(
+        self, intake: Intake, log: EventLog, records: KeyValue, registry: Registry
+    ) -> None:
+        self.intake = intake
+        self.event_log = log
+        self.records = records
+        self.registry = registry
+        self.log = logs.get("lienthong.inbound")
+
+    async def receive(self, unit: str, payload: bytes) -> bytes:
+        started = time.perf_counter()
+        kind = "?"
+        try:
+            envelope = decode_envelope(payload, unit, self.registry)
+            kind = envelope.kind.value
+            await self._store(envelope)
+        except Refusal as refusal:
+            self.log.info(
+                "inbound.message",
+                unit=unit,
+                kind=kind,
+                outcome=refusal.code.value,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            return ENCODER.encode(refusal.reply(None))
+        self.log.info(
+            "inbound.message",
+            unit=unit,
+            kind=kind,
+            outcome="stored",
+            ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return OK
+
+    async def _store(self, envelope: Envelope) -> None:
+        try:
+            body = decode_body(envelope.kind, envelope.body)
+        except msgspec.ValidationError as e:
+            field = f"body.{field_of(e)}" if field_of(e) else "body"
+            raise Invalid(f"{field}: {plain_message(e)}", field=field) from e
+        event_id = inbound_event_id(envelope.message_id)
+        event: Event
+        if envelope.kind is EnvelopeKind.RESULT:
+            assert isinstance(body, ResultBody)
+            event = DossierResolved(
+                event_id=event_id,
+                unit=envelope.unit,
+                occurred_at=body.resolved_at,
+                dossier_id=envelope.dossier_id,
+                outcome=body.outcome,
+            )
+        elif envelope.kind is EnvelopeKind.SUPPLEMENT_REQUEST:
+            assert isinstance(body, NoteBody)
+            event = DossierSupplementRequested(
+                event_id=event_id,
+                unit=envelope.unit,
+                occurred_at=envelope.sent_at,
+                dossier_id=envelope.dossier_id,
+                note=body.note,
+            )
+        else:
+            assert isinstance(body, NoteBody)
+            await self._record(envelope, body)
+            return
+        if (problem := field_problem(event, datetime.now(UTC))) is not None:
+            field = "body.resolved_at" if problem.field == "occurred_at" else problem.field
+            raise Invalid(problem.message, field=field)
+        headers = {ORIGIN: "province", ORIGIN_MESSAGE_ID: envelope.message_id}
+        [reply] = await self.intake.record([Candidate(event, ENCODER.encode(event), headers)])
+        if not isinstance(reply, Accepted):
+            detail = reply.error
+            raise _refusal_of(detail.code.value)(detail.message, field=detail.field)
+
+    async def _record(self, envelope: Envelope, body: NoteBody) -> None:
+        subject = event_subject(envelope.unit, Entity.DOSSIER, envelope.dossier_id)
+        if (await self.event_log.entity_state(subject)).dossier is None:
+            raise UnknownEntity(
+                f"unit {envelope.unit} never received dossier {envelope.dossier_id!r}"
+            )
+        record = InboundRecord(
+            message_id=envelope.message_id,
+            kind=envelope.kind,
+            unit=envelope.unit,
+            dossier_id=envelope.dossier_id,
+            sent_at=envelope.sent_at,
+            received_at=datetime.now(UTC),
+            note=body.note,
+        )
+        key = record_key(envelope.unit, envelope.dossier_id, "in", envelope.message_id)
+        with contextlib.suppress(KeyWrongLastSequenceError):  # a resend: stored once already
+            await self.records.create(key, msgspec.json.encode(record))
+
+
+def _refusal_of(code: str) -> type[Refusal]:
+    return next(c for c in Refusal.__subclasses__() if c.code.value == code)
