@@ -102,7 +102,7 @@ class Intake:
                 dossier = lifecycle.apply(state, event)
             except Refusal:
                 if (dup := await self._stored(c)) is not None:
-                    return dup, state
+                    return dup, await self.log.entity_state(subject)
                 raise
             claim = Claim(subject, state.last_seq)
             if not await self.index.create(unit, event_id, claim):
@@ -111,7 +111,8 @@ class Intake:
                     raise Unavailable("the event-id index changed during the write; retry")
                 previous, index_seq = found
                 if (dup := await self._stored(c, previous)) is not None:
-                    return dup, state
+                    # The state may have been assumed (a creation event): learn the real one.
+                    return dup, await self.log.entity_state(subject)
                 # The earlier attempt with this id never reached the log: take its claim over.
                 if not await self.index.replace(unit, event_id, claim, index_seq):
                     raise Unavailable("this event_id is being submitted concurrently; retry")
@@ -131,7 +132,8 @@ class Intake:
                 stored = await self.log.by_seq(result.seq)
                 if stored is None or stored.data != c.body:
                     raise _reused(event_id)
-                return Accepted(seq=result.seq, duplicate=True, event_id=event_id), state
+                dup = Accepted(seq=result.seq, duplicate=True, event_id=event_id)
+                return dup, await self.log.entity_state(subject)
             return (
                 Accepted(seq=result.seq, duplicate=False, event_id=event_id),
                 EntityState(last_seq=result.seq, dossier=dossier),

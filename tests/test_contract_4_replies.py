@@ -55,3 +55,16 @@ async def test_not_json_is_refused_whole_as_malformed(gateway: Gateway, client: 
     reply = await submit(client, ev.WARD, b'{"type": "dossier.received", ')
     assert reply["ok"] is False
     assert reply["error"]["code"] == "malformed"
+
+
+async def test_resent_received_then_next_event_in_one_batch(
+    gateway: Gateway, client: Client
+) -> None:
+    """A system resending a dossier's received with its next event: judged against the log."""
+    received = ev.received("HS-RESEND")
+    assert (await submit(client, ev.WARD, received))["ok"] is True
+    resolved = ev.dossier_event("resolved", "HS-RESEND")
+    replies = await submit(client, ev.WARD, [received, resolved])
+    assert replies[0]["duplicate"] is True
+    assert replies[1]["ok"] is True, replies[1]
+    assert replies[1]["duplicate"] is False
