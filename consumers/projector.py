@@ -133,8 +133,12 @@ class ReportProjector:
         while not self._stopping.is_set():
             try:
                 msgs = await self._sub.fetch(s.fetch_batch, timeout=min(s.coalesce_seconds, 0.5))
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
                 msgs = []
+            except nats.errors.Error as e:  # a broker away for a while must not end the loop
+                self.log.warning("projector.fetch_failed", error=type(e).__name__)
+                await asyncio.sleep(1.0)
+                continue
             self._apply(msgs)
             if msgs:
                 await msgs[-1].ack()
@@ -170,7 +174,7 @@ class ReportProjector:
                 else (event.unit,)
             )
             changed = self.book.apply(event, units)
-            if changed is not None:
+            if changed is not None and self.publish_reports:
                 for unit in units:
                     self._mark(unit, changed)
 

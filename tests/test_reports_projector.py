@@ -1,0 +1,182 @@
+"""CONTRACT section 6 through the real pipeline: gateway, log, projector, ONESTOP_REPORTS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import pytest
+from nats.aio.client import Client
+
+from consumers import report_store
+from consumers.projector import VN, ProjectorSettings, ReportProjector
+from consumers.province_view import follow_reports
+from gateway import connection
+from gateway.jetstream import JetStream
+from gateway.registry import Registry
+from gateway.service import Gateway
+from gateway.settings import NatsSettings
+from gateway.streams import REPORTS_STREAM
+from tests import events as ev
+from tests.helpers import submit
+
+FAST = ProjectorSettings(coalesce_seconds=0.1, checkpoint_seconds=0.5)
+
+
+@pytest.fixture
+async def projector(
+    gateway: Gateway, nats_settings: NatsSettings, registry: Registry
+) -> AsyncIterator[ReportProjector]:
+    client = await connection.connect(nats_settings)
+    p = ReportProjector(client, registry, FAST)
+    await p.start()
+    yield p
+    await p.stop()
+    await client.close()
+
+
+async def report(client: Client, unit: str, period: str) -> Any:
+    found = await report_store.current_report(JetStream(client, 5), unit, period)
+    assert found is not None, f"no report for {unit} {period}"
+    return msgspec.to_builtins(found.report)
+
+
+async def revisions(client: Client, unit: str, period: str) -> int:
+    info = await client.jetstream().stream_info(
+        REPORTS_STREAM, subjects_filter=f"onestop.reports.{unit}.{period}"
+    )
+    return dict(info.state.subjects or {}).get(f"onestop.reports.{unit}.{period}", 0)
+
+
+async def test_a_unit_report_and_its_city_and_province_rollups_are_published(
+    projector: ReportProjector, client: Client
+) -> None:
+    await submit(client, ev.WARD, ev.received("R-1"))
+    await submit(client, ev.OTHER_WARD, ev.received("R-2", unit=ev.OTHER_WARD))
+    await projector.wait_until_current()
+    ward = await report(client, ev.WARD, "2021-04")
+    city = await report(client, ev.CITY, "2021-04")
+    province = await report(client, ev.PROVINCE, "2021-04")
+    assert ward["dossiers"]["received"]["new"] == 1
+    assert city["dossiers"]["received"]["new"] == 2
+    assert province["dossiers"]["received"]["new"] == 2
+    assert ward["final"] is True  # April 2021 has ended
+
+
+async def test_a_burst_of_events_gives_one_revision_not_one_per_event(
+    gateway: Gateway, nats_settings: NatsSettings, registry: Registry, client: Client
+) -> None:
+    batch = [ev.received(f"B-{i}") for i in range(200)]
+    assert all(r["ok"] for r in await submit(client, ev.WARD, batch))
+    projector_client = await connection.connect(nats_settings)
+    p = ReportProjector(projector_client, registry, ProjectorSettings(coalesce_seconds=0.5))
+    await p.start()
+    await p.wait_until_current()
+    assert await revisions(client, ev.WARD, "2021-04") == 1
+    await p.stop()
+    await projector_client.close()
+
+
+async def test_nothing_is_published_when_the_figures_did_not_change(
+    projector: ReportProjector, client: Client
+) -> None:
+    await submit(client, ev.WARD, ev.received("N-1"))
+    await projector.wait_until_current()
+    before = await revisions(client, ev.WARD, "2021-04")
+    # A supplement request changes no figure of the report.
+    await submit(client, ev.WARD, ev.dossier_event("supplement_requested", "N-1"))
+    await projector.wait_until_current()
+    await asyncio.sleep(0.3)
+    assert await revisions(client, ev.WARD, "2021-04") == before
+
+
+async def test_late_event_revises_its_period_and_later_carried_over_and_rollups(
+    projector: ReportProjector, client: Client
+) -> None:
+    await submit(client, ev.WARD, ev.received("L-1", occurred_at="2021-04-05T08:00:00+07:00"))
+    await submit(client, ev.WARD, ev.copy("C-JUNE", occurred_at="2021-06-03T08:00:00+07:00"))
+    await projector.wait_until_current()
+    for period in ("2021-05", "2021-06"):
+        assert (await report(client, ev.WARD, period))["dossiers"]["received"]["carried_over"] == 1
+    april_revision = (await report(client, ev.CITY, "2021-04"))["revision"]
+    # Submitted in "June": the dossier was resolved on 20 April.
+    resolved = ev.dossier_event("resolved", "L-1", occurred_at="2021-04-20T10:00:00+07:00")
+    assert (await submit(client, ev.WARD, resolved))["ok"] is True
+    await projector.wait_until_current()
+    april = await report(client, ev.CITY, "2021-04")
+    assert april["revision"] == april_revision + 1
+    assert april["dossiers"]["resolved"]["total"] == 1
+    for unit in (ev.WARD, ev.CITY, ev.PROVINCE):
+        for period in ("2021-05", "2021-06"):
+            later = await report(client, unit, period)
+            assert later["dossiers"]["received"]["carried_over"] == 0, (unit, period)
+
+
+async def test_provisional_report_of_the_running_month(
+    gateway: Gateway, nats_settings: NatsSettings, registry: Registry, client: Client
+) -> None:
+    now = datetime.now(VN)
+    due = now.replace(microsecond=0)
+    event = ev.received(
+        "P-1",
+        occurred_at=(due.replace(day=1, hour=0, minute=0, second=1)).isoformat(),
+        due_at=(due.replace(day=1, hour=0, minute=0, second=2)).isoformat(),
+    )
+    assert (await submit(client, ev.WARD, event))["ok"] is True
+    projector_client = await connection.connect(nats_settings)
+    p = ReportProjector(projector_client, registry, FAST)
+    await p.start()
+    await p.wait_until_current()
+    current = await report(client, ev.WARD, now.strftime("%Y-%m"))
+    assert current["final"] is False
+    assert current["dossiers"]["in_progress"]["overdue"] == 1  # due before generated_at
+    await p.stop()
+    await projector_client.close()
+
+
+async def test_two_rebuilds_from_the_log_give_the_same_figures(
+    projector: ReportProjector, nats_settings: NatsSettings, registry: Registry, client: Client
+) -> None:
+    await submit(client, ev.WARD, [ev.received("RB-1"), ev.dossier_event("resolved", "RB-1")])
+    await submit(client, ev.OTHER_WARD, ev.received("RB-2", unit=ev.OTHER_WARD))
+    await projector.wait_until_current()
+    books = []
+    for name in ("rebuild-a", "rebuild-b"):
+        c = await connection.connect(nats_settings)
+        shadow = ReportProjector(c, registry, ProjectorSettings(durable=name), publish=False)
+        await shadow.start()
+        await shadow.wait_until_current()
+        await shadow.stop()
+        await c.close()
+        books.append(shadow.book)
+    for unit in books[0].units():
+        for period in books[0].periods(unit):
+            assert books[0].figures(unit, period) == books[1].figures(unit, period)
+            assert books[0].figures(unit, period) == projector.book.figures(unit, period)
+
+
+async def test_province_view_reads_current_reports_then_follows_revisions(
+    projector: ReportProjector, client: Client
+) -> None:
+    await submit(client, ev.WARD, ev.received("PV-1"))
+    await projector.wait_until_current()
+    current: dict[tuple[str, str], dict[str, Any]] = {}
+    stop = asyncio.Event()
+    follower = asyncio.create_task(follow_reports(client, current, stop=stop))
+    for _ in range(100):
+        if (ev.CITY, "2021-04") in current:
+            break
+        await asyncio.sleep(0.05)
+    assert current[(ev.CITY, "2021-04")]["dossiers"]["received"]["total"] == 1
+    await submit(client, ev.WARD, ev.dossier_event("resolved", "PV-1"))
+    await projector.wait_until_current()
+    for _ in range(100):
+        if current[(ev.CITY, "2021-04")]["dossiers"]["resolved"]["total"] == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert current[(ev.CITY, "2021-04")]["dossiers"]["resolved"]["total"] == 1
+    stop.set()
+    await follower
