@@ -67,7 +67,7 @@ class Registry:
             data = path.read_bytes()
         try:
             return cls(msgspec.json.decode(data, type=RegistryFile).units)
-        except msgspec.ValidationError as e:
+        except msgspec.DecodeError as e:  # not JSON, or not a registry
             raise RegistryError(f"registry {path or 'default'}: {e}") from e
 
     def __contains__(self, code: object) -> bool:
