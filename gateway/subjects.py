@@ -7,7 +7,7 @@ themselves, every other byte of the id's UTF-8 is `=` followed by two upper-case
 The same key is valid as a NATS subject token and as a JetStream KV key.
 
     HS-2021/04.001  ->  HS-2021=2F04=2E001
-    Hồ sơ 1         ->  H=E1=BB=93=20s=C6=A11
+    Hồ sơ 1         ->  H=E1=BB=93=20s=C6=A1=201
 """
 
 from __future__ import annotations
