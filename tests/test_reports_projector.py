@@ -180,3 +180,12 @@ async def test_province_view_reads_current_reports_then_follows_revisions(
     assert current[(ev.CITY, "2021-04")]["dossiers"]["resolved"]["total"] == 1
     stop.set()
     await follower
+
+
+def test_stream_position_reads_both_reply_subject_forms() -> None:
+    from consumers.projector import stream_position
+
+    assert stream_position("$JS.ACK.ONESTOP_EVENTS.p.1.42.7.1700000000000000000.3") == (42, 3)
+    assert stream_position(
+        "$JS.ACK.hub.ACCHASH.ONESTOP_EVENTS.p.1.42.7.1700000000000000000.3.rnd"
+    ) == (42, 3)
