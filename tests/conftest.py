@@ -62,3 +62,41 @@ async def client(nats_server: NatsServer) -> AsyncIterator[Client]:
 def subprocess_env(tmp_path: Path) -> dict[str, str]:
     """Environment for lienthong processes a test starts (logs as JSON, own home)."""
     return {**os.environ, "LIENTHONG_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
+
+
+class GatewayStarter:
+    """Starts Gateways with chosen settings on the test's server; stops those left at teardown."""
+
+    def __init__(self, nats_settings: NatsSettings, registry: Registry) -> None:
+        self.nats_settings = nats_settings
+        self.registry = registry
+        self.running: list[Gateway] = []
+
+    async def start(
+        self,
+        *,
+        nats: NatsSettings | None = None,
+        streams: StreamSettings | None = None,
+        registry: Registry | None = None,
+    ) -> Gateway:
+        g = Gateway(
+            nats or self.nats_settings, streams or StreamSettings(), registry or self.registry
+        )
+        await g.start()
+        self.running.append(g)
+        return g
+
+    async def stop(self, g: Gateway) -> None:
+        self.running.remove(g)
+        await g.stop()
+
+
+@pytest.fixture
+async def gateways(
+    nats_settings: NatsSettings, registry: Registry
+) -> AsyncIterator[GatewayStarter]:
+    """For tests that need their own Gateway(s): other settings, restarts, several instances."""
+    starter = GatewayStarter(nats_settings, registry)
+    yield starter
+    for g in reversed(starter.running):
+        await g.stop()

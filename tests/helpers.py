@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import nats
 from nats.aio.client import Client
 
+from gateway.event_index import EventIndex
+from gateway.event_log import EventLog, msg_id
+from gateway.intake import Intake
+from gateway.jetstream import JetStream
+from gateway.registry import Registry
 from gateway.streams import EVENTS_STREAM
 from gateway.subjects import submit_subject
+from gateway.submit import SubmitService
 
 
 async def submit(client: Client, unit: str, payload: Any, timeout: float = 10.0) -> Any:
@@ -27,3 +36,71 @@ async def log_size(client: Client) -> int:
 async def log_subjects(client: Client) -> dict[str, int]:
     info = await client.jetstream().stream_info(EVENTS_STREAM, subjects_filter=">")
     return dict(info.state.subjects or {})
+
+
+def error_of(reply: Any) -> tuple[str, str | None]:
+    """(code, field) of a refusal; fails the test with the reply if it was accepted."""
+    assert isinstance(reply, dict), reply
+    assert reply["ok"] is False, reply
+    error: dict[str, Any] = reply["error"]
+    return error["code"], error.get("field")
+
+
+async def last_on_subject(client: Client, subject: str, stream: str = EVENTS_STREAM) -> Any:
+    """The decoded last message on a subject, by one direct get as any NATS tool does; or None."""
+    msg = await client.request(f"$JS.API.DIRECT.GET.{stream}.{subject}", b"", timeout=5.0)
+    if msg.headers and msg.headers.get("Status") == "404":
+        return None
+    assert not (msg.headers or {}).get("Status"), msg.headers
+    return msgspec.json.decode(msg.data)
+
+
+async def submit_service(
+    url: str, registry: Registry, js_type: type[JetStream] = JetStream, timeout: float = 2.0
+) -> tuple[SubmitService, Client]:
+    """A gateway's submit path on its own connection, without the subscriber (close the client).
+
+    Calling `.submit(unit, payload)` on two of these at once makes two instances judge against
+    the same state, which requests through a queue group cannot force.
+    """
+    nc = await nats.connect(url)
+    js = js_type(nc, timeout)
+    return SubmitService(Intake(EventLog(js), EventIndex(js)), registry), nc
+
+
+async def jetstream_remembers(client: Client, unit: str, event_id: str, subject: str) -> bool:
+    """Whether JetStream's own duplicate window still holds the event's Nats-Msg-Id.
+
+    The probe (on `subject`, any subject of the event log) expects a last msg id that no stream
+    ever has, so it is never stored: JetStream checks duplicates first and answers 'duplicate'
+    while it remembers the id, and 'wrong last msg ID' once it has forgotten it.
+    """
+    msg = await client.request(
+        subject,
+        b"probe",
+        timeout=5.0,
+        headers={
+            "Nats-Msg-Id": msg_id(unit, event_id),
+            "Nats-Expected-Last-Msg-Id": "lienthong-tests: never a message id",
+        },
+    )
+    ack = msgspec.json.decode(msg.data)
+    if ack.get("duplicate"):
+        return True
+    assert ack.get("error", {}).get("err_code") == 10070, ack
+    return False
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[Client]:
+    """A unit's connection, opened after the gateway it talks to has started.
+
+    A connection opened before a subscriber appeared has been seen, rarely, to get a 'no
+    responders' answer to its first request even after the subscriber's connection had flushed
+    its SUB (nats-py 2.16 / nats-server 2.15); a connection opened afterwards never has.
+    """
+    nc = await nats.connect(url)
+    try:
+        yield nc
+    finally:
+        await nc.close()
