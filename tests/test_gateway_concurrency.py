@@ -1,0 +1,351 @@
+"""Many gateways, restarts, shutdowns and a lost JetStream leader (CONTRACT sections 3-4).
+
+Everything a gateway knows lives in JetStream, so instances racing on one dossier, a gateway
+restarted between two events, or a cluster that lost its quorum must never store an event twice,
+never store two closings of a dossier, and never leave a submission unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+import pytest
+from nats.aio.client import Client
+
+from gateway.embedded import NatsServer
+from gateway.registry import Registry
+from gateway.service import Gateway
+from gateway.settings import NatsSettings, StreamSettings
+from gateway.streams import EVENT_IDS_STREAM, EVENTS_STREAM, REPORTS_STREAM
+from gateway.submit import SubmitService
+from tests import events as ev
+from tests.conftest import GatewayStarter, free_port
+from tests.helpers import (
+    connected,
+    error_of,
+    last_on_subject,
+    log_size,
+    log_subjects,
+    submit,
+    submit_service,
+)
+
+DOSSIERS = 40
+
+
+def subject_of(dossier_id: str, unit: str = ev.WARD) -> str:
+    return f"onestop.events.{unit}.dossier.{dossier_id}"
+
+
+@pytest.fixture
+async def two_services(
+    gateway: Gateway, nats_settings: NatsSettings, registry: Registry
+) -> AsyncIterator[tuple[SubmitService, SubmitService]]:
+    """Two gateways' submit paths, each on its own connection (streams provisioned by `gateway`)."""
+    a, nc_a = await submit_service(nats_settings.servers[0], registry)
+    b, nc_b = await submit_service(nats_settings.servers[0], registry)
+    yield a, b
+    await nc_a.close()
+    await nc_b.close()
+
+
+async def call(service: SubmitService, payload: Any, unit: str = ev.WARD) -> Any:
+    return msgspec.json.decode(await service.submit(unit, ev.wire(payload)))
+
+
+async def open_dossiers(client: Client, n: int) -> list[str]:
+    ids = [f"HS-{i}" for i in range(n)]
+    replies = await submit(client, ev.WARD, [ev.received(d) for d in ids])
+    assert all(r["ok"] for r in replies), replies
+    return ids
+
+
+def assert_one_winner(first: Any, second: Any) -> Any:
+    """Exactly one of two racing closings is accepted; the other is conflict or unavailable."""
+    outcomes = [first["ok"], second["ok"]]
+    assert sorted(outcomes) == [False, True], (first, second)
+    winner, loser = (first, second) if first["ok"] else (second, first)
+    assert winner["duplicate"] is False
+    assert error_of(loser)[0] in ("conflict", "unavailable"), loser
+    return winner
+
+
+async def test_two_instances_racing_to_close_a_dossier_store_one_closing(
+    two_services: tuple[SubmitService, SubmitService], client: Client
+) -> None:
+    a, b = two_services
+    dossiers = await open_dossiers(client, DOSSIERS)
+    closings = {
+        d: (ev.dossier_event("resolved", d), ev.dossier_event("withdrawn", d)) for d in dossiers
+    }
+    replies = await asyncio.gather(
+        *(
+            call(service, event)
+            for d in dossiers
+            for service, event in zip((a, b), closings[d], strict=True)
+        )
+    )
+    for n, d in enumerate(dossiers):
+        winner = assert_one_winner(replies[2 * n], replies[2 * n + 1])
+        stored = await last_on_subject(client, subject_of(d))
+        assert stored["event_id"] == winner["event_id"]
+    assert await log_subjects(client) == {subject_of(d): 2 for d in dossiers}
+
+
+async def test_two_instances_racing_with_allowed_changes_store_both(
+    two_services: tuple[SubmitService, SubmitService], client: Client
+) -> None:
+    """The loser of an append race re-judges against the new state instead of failing."""
+    a, b = two_services
+    dossiers = await open_dossiers(client, DOSSIERS)
+    replies = await asyncio.gather(
+        *(
+            call(service, ev.dossier_event(kind, d))
+            for d in dossiers
+            for service, kind in ((a, "supplement_requested"), (b, "deadline_changed"))
+        )
+    )
+    assert all(r["ok"] and not r["duplicate"] for r in replies), replies
+    assert await log_subjects(client) == {subject_of(d): 3 for d in dossiers}
+
+
+async def test_two_instances_receiving_the_same_event_store_it_once(
+    two_services: tuple[SubmitService, SubmitService], client: Client
+) -> None:
+    a, b = two_services
+    events = [ev.received(f"HS-{i}") for i in range(DOSSIERS)]
+    replies = await asyncio.gather(*(call(s, e) for e in events for s in (a, b)))
+    for n in range(DOSSIERS):
+        pair = replies[2 * n : 2 * n + 2]
+        assert all(r["ok"] for r in pair), pair
+        assert sorted(r["duplicate"] for r in pair) == [False, True]
+        assert pair[0]["seq"] == pair[1]["seq"]
+    assert await log_size(client) == DOSSIERS
+
+
+async def test_two_instances_receiving_the_same_batch_store_it_once(
+    two_services: tuple[SubmitService, SubmitService], client: Client
+) -> None:
+    a, b = two_services
+    batch = [ev.received(f"HS-{i}") for i in range(DOSSIERS)] + [ev.copy("SC-1")]
+    first, second = await asyncio.gather(call(a, batch), call(b, batch))
+    for x, y in zip(first, second, strict=True):
+        assert x["ok"], x
+        assert y["ok"], y
+        assert x["seq"] == y["seq"]
+        assert not (x["duplicate"] and y["duplicate"])
+    assert await log_size(client) == len(batch)
+
+
+async def test_two_gateways_in_one_queue_group_racing_on_dossiers(
+    gateways: GatewayStarter, nats_server: NatsServer
+) -> None:
+    await gateways.start()
+    await gateways.start()
+    async with connected(nats_server.url) as client:
+        dossiers = await open_dossiers(client, DOSSIERS)
+        closings = [
+            (ev.dossier_event("resolved", d), ev.dossier_event("withdrawn", d)) for d in dossiers
+        ]
+        replies = await asyncio.gather(
+            *(submit(client, ev.WARD, event) for pair in closings for event in pair)
+        )
+        for n, d in enumerate(dossiers):
+            winner = assert_one_winner(replies[2 * n], replies[2 * n + 1])
+            stored = await last_on_subject(client, subject_of(d))
+            assert stored["event_id"] == winner["event_id"]
+        assert await log_subjects(client) == {subject_of(d): 2 for d in dossiers}
+
+
+# --- restarts ------------------------------------------------------------------------------------
+
+
+async def test_gateway_restart_between_two_events_judges_against_the_log(
+    gateways: GatewayStarter, nats_server: NatsServer
+) -> None:
+    received, resolved = ev.received("HS-1"), ev.dossier_event("resolved", "HS-1")
+    first = await gateways.start()
+    async with connected(nats_server.url) as client:
+        assert (await submit(client, ev.WARD, received))["ok"] is True
+    await gateways.stop(first)
+
+    second = await gateways.start()
+    async with connected(nats_server.url) as client:
+        accepted = await submit(client, ev.WARD, resolved)
+        assert accepted["ok"] is True, accepted
+        assert accepted["duplicate"] is False
+    await gateways.stop(second)
+
+    await gateways.start()
+    async with connected(nats_server.url) as client:
+        again = ev.dossier_event("resolved", "HS-1", outcome="refused")
+        assert error_of(await submit(client, ev.WARD, again))[0] == "conflict"
+        assert await submit(client, ev.WARD, resolved) == {**accepted, "duplicate": True}
+        returned = await submit(client, ev.WARD, ev.dossier_event("result_returned", "HS-1"))
+        assert returned["ok"] is True, returned
+        assert await log_size(client) == 3
+
+
+async def test_gateway_and_server_restart_keep_the_log_and_event_ids(
+    nats_server: NatsServer, registry: Registry
+) -> None:
+    settings = NatsSettings(servers=(nats_server.url,), request_timeout=2.0)
+    received = ev.received("HS-1")
+    for round_ in range(2):
+        gateway = Gateway(settings, StreamSettings(), registry)
+        await gateway.start()
+        nc = await nats.connect(nats_server.url)
+        try:
+            reply = await submit(nc, ev.WARD, received)
+            assert reply == {
+                "ok": True,
+                "seq": 1,
+                "duplicate": round_ == 1,
+                "event_id": received["event_id"],
+            }
+            if round_ == 1:
+                resolved = ev.dossier_event("resolved", "HS-1")
+                assert (await submit(nc, ev.WARD, resolved))["ok"] is True
+                assert error_of(await submit(nc, ev.WARD, ev.received("HS-1")))[0] == "conflict"
+        finally:
+            await nc.close()
+            await gateway.stop()
+        nats_server.stop()
+        nats_server.start()
+
+
+# --- shutdown ------------------------------------------------------------------------------------
+
+
+async def test_gateway_shutdown_answers_batches_in_flight(
+    gateways: GatewayStarter, nats_server: NatsServer
+) -> None:
+    gateway = await gateways.start()
+    async with connected(nats_server.url) as client:
+        batch = [ev.copy(f"SC-{i}") for i in range(1000)]
+        answer = asyncio.ensure_future(submit(client, ev.WARD, batch, timeout=30))
+        deadline = time.monotonic() + 10
+        while gateway.in_flight._idle.is_set():  # until the gateway is working on the batch
+            assert not answer.done(), await answer
+            assert time.monotonic() < deadline, "the batch never reached the gateway"
+            await asyncio.sleep(0.001)
+        await gateways.stop(gateway)
+        replies = await answer
+        assert isinstance(replies, list)
+        assert len(replies) == 1000
+        assert all(r["ok"] and not r["duplicate"] for r in replies), [
+            r for r in replies if not r["ok"]
+        ][:3]
+        assert await log_size(client) == 1000
+
+
+async def test_stopped_gateway_takes_no_new_submissions(
+    gateways: GatewayStarter, client: Client
+) -> None:
+    """After a shutdown a submission finds no responder (the client retries): never half-done."""
+    gateway = await gateways.start()
+    await gateways.stop(gateway)
+    with pytest.raises(nats.errors.NoRespondersError):
+        await submit(client, ev.WARD, ev.received("HS-1"))
+    assert await log_size(client) == 0
+
+
+# --- a JetStream cluster that loses its leader ---------------------------------------------------
+
+
+async def _until(what: str, check: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if await check():
+                return
+        except Exception:  # not yet: no meta leader, no stream leader, a peer still catching up
+            pass
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def _streams_have_leaders(client: Client) -> bool:
+    js = client.jetstream(timeout=0.5)
+    for name in (EVENTS_STREAM, REPORTS_STREAM, EVENT_IDS_STREAM):
+        info = await js.stream_info(name)
+        if info.cluster is None or not info.cluster.leader:
+            return False
+    return True
+
+
+@pytest.mark.slow
+async def test_jetstream_leader_gone_is_unavailable_and_safe_to_retry(
+    tmp_path: Path, registry: Registry
+) -> None:
+    routes = [free_port() for _ in range(3)]
+    servers = [
+        NatsServer(
+            tmp_path / f"n{i}",
+            port=free_port(),
+            name=f"n{i}",
+            cluster=(routes[i], [p for j, p in enumerate(routes) if j != i]),
+        )
+        for i in range(3)
+    ]
+    survivor, *lost = servers
+    async with contextlib.AsyncExitStack() as stack:
+        for server in servers:
+            stack.callback(server.stop)
+        await asyncio.gather(*(asyncio.to_thread(s.start) for s in servers))
+        admin = await stack.enter_async_context(connected(survivor.url))
+        js = admin.jetstream(timeout=0.5)  # polled: a short wait per try, many tries
+
+        async def three_peers() -> bool:
+            """A meta leader that can place a stream on all three servers (then it is gone)."""
+            await js.add_stream(name="PLACEMENT_PROBE", subjects=["probe.>"], num_replicas=3)
+            await js.delete_stream("PLACEMENT_PROBE")
+            return True
+
+        await _until("a JetStream meta leader with three peers", three_peers)
+        gateway = Gateway(
+            NatsSettings(servers=(survivor.url,), request_timeout=1.0),
+            StreamSettings(replicas=3),
+            registry,
+        )
+        stack.push_async_callback(gateway.stop)  # also closes its connection if start fails
+        await gateway.start()
+        await _until("stream leaders", lambda: _streams_have_leaders(admin))
+        client = await stack.enter_async_context(connected(survivor.url))
+        assert (await submit(client, ev.WARD, ev.received("HS-0")))["ok"] is True
+
+        for server in lost:
+            server.kill()
+        batch = [
+            ev.dossier_event("resolved", "HS-0"),
+            ev.received("HS-1"),
+            ev.document("VB-1"),
+            ev.copy("SC-1"),
+        ]
+        # The client waits far longer than the gateway's own JetStream timeout (1 s): the
+        # gateway must answer, not leave the request to time out.
+        replies = await submit(client, ev.WARD, batch, timeout=10.0)
+        assert [error_of(r)[0] for r in replies] == ["unavailable"] * len(batch)
+        assert [r["event_id"] for r in replies] == [e["event_id"] for e in batch]
+
+        await asyncio.gather(*(asyncio.to_thread(s.start) for s in lost))
+        await _until("stream leaders again", lambda: _streams_have_leaders(admin))
+        deadline = time.monotonic() + 30
+        while True:
+            replies = await submit(client, ev.WARD, batch, timeout=10.0)
+            assert all(r["ok"] or error_of(r)[0] == "unavailable" for r in replies), replies
+            if all(r["ok"] for r in replies):
+                break
+            assert time.monotonic() < deadline, replies
+            await asyncio.sleep(0.2)
+        again = await submit(client, ev.WARD, batch, timeout=10.0)
+        assert again == [{**r, "duplicate": True} for r in replies]
+        assert await log_size(client) == 1 + len(batch)
+        assert (await log_subjects(client))[subject_of("HS-0")] == 2
