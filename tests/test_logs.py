@@ -7,6 +7,7 @@ Checked twice: in-process, with the gateway's own JSON logging captured, and end
 from __future__ import annotations
 
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -114,8 +115,14 @@ class _Process:
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self.lines: list[str] = []
+        # Its own process group: if it must be killed, its embedded nats-server goes with it.
         self.process = subprocess.Popen(
-            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -143,7 +150,7 @@ class _Process:
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._reader.join(5)
         for stream in (self.process.stdout, self.process.stderr):
