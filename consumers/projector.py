@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -65,6 +66,15 @@ class ProjectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_events: int = 200_000
     tick_seconds: float = 60.0
     """How often provisional reports are checked for a period end or a day without revision."""
+
+    @classmethod
+    def from_env(cls) -> ProjectorSettings:
+        """`LIENTHONG_PROJECTOR_<FIELD>` overrides a field (e.g. ..._COALESCE_SECONDS=0.5)."""
+        overrides: dict[str, object] = {}
+        for field, default in zip(cls.__struct_fields__, cls.__struct_defaults__, strict=True):
+            if (value := os.environ.get(f"LIENTHONG_PROJECTOR_{field.upper()}")) is not None:
+                overrides[field] = type(default)(value)
+        return cls(**overrides)  # type: ignore[arg-type]
 
 
 class ReportProjector:

@@ -109,7 +109,11 @@ class Gateway:
 
     async def start(self) -> None:
         self._client = await connection.connect(self.nats_settings)
-        await provision(self._client, self.stream_settings)
+        try:
+            await provision(self._client, self.stream_settings)
+        except BaseException:
+            await self._client.close()  # e.g. a cluster still forming: leave nothing behind
+            raise
         js = JetStream(self._client, self.nats_settings.request_timeout)
         log = EventLog(js)
         intake = Intake(log, EventIndex(js))
