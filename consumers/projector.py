@@ -29,7 +29,7 @@ from consumers.periods import period_end
 from consumers.report_rules import ReportBook
 from consumers.report_store import Published
 from gateway import logs
-from gateway.jetstream import JetStream, WrongLastSequence
+from gateway.jetstream import JetStream, WrongLastSequence, delivery_of
 from gateway.registry import Registry
 from gateway.streams import EVENTS_STREAM
 from schemas.codec import EVENT_DECODER
@@ -37,19 +37,6 @@ from schemas.report import Report
 
 VN = timezone(timedelta(hours=7))
 DAY = timedelta(days=1)
-
-
-def stream_position(reply: str) -> tuple[int, int]:
-    """(stream sequence, messages still pending) from a JetStream delivery's reply subject.
-
-    `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<pending>`, or with domain
-    and account hash after `ACK` (and a random token at the end). nats-py's `msg.metadata`
-    parses all of it into objects, a cost per event the projector can do without.
-    """
-    tokens = reply.split(".")
-    if len(tokens) == 9:
-        return int(tokens[5]), int(tokens[8])
-    return int(tokens[7]), int(tokens[10])
 
 
 def now_vn() -> datetime:
@@ -171,9 +158,10 @@ class ReportProjector:
     # -- the loop -----------------------------------------------------------------------------
 
     async def _on_event(self, msg: Msg) -> None:
-        seq, self._behind = stream_position(msg.reply)
+        delivery = delivery_of(msg.reply)
+        self._behind = delivery.pending
         self._unacked = msg
-        self._apply(msg, seq)
+        self._apply(msg, delivery.seq)
 
     async def _run(self) -> None:
         """Acks, flushes, checkpoints and ticks; events arrive in `_on_event`."""

@@ -14,6 +14,8 @@ import nats
 import pytest
 from nats.aio.client import Client
 
+from consumers.projector import ProjectorSettings, ReportProjector
+from gateway import connection
 from gateway.embedded import NatsServer
 from gateway.registry import Registry
 from gateway.service import Gateway
@@ -100,3 +102,18 @@ async def gateways(
     yield starter
     for g in reversed(starter.running):
         await g.stop()
+
+
+FAST_PROJECTOR = ProjectorSettings(coalesce_seconds=0.1, checkpoint_seconds=0.5)
+
+
+@pytest.fixture
+async def projector(
+    gateway: Gateway, nats_settings: NatsSettings, registry: Registry
+) -> AsyncIterator[ReportProjector]:
+    client = await connection.connect(nats_settings)
+    p = ReportProjector(client, registry, FAST_PROJECTOR)
+    await p.start()
+    yield p
+    await p.stop()
+    await client.close()

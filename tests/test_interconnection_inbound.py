@@ -51,6 +51,7 @@ async def test_result_resolves_the_dossier_at_resolved_at(gateway: Gateway, clie
     last = await client.jetstream().get_last_msg(
         EVENTS_STREAM, event_subject(ev.WARD, Entity.DOSSIER, "HS-IN-1")
     )
+    assert last.data is not None
     stored = msgspec.json.decode(last.data)
     assert stored["type"] == "dossier.resolved"
     assert stored["occurred_at"] == "2021-05-06T08:30:00+07:00"
@@ -131,6 +132,7 @@ async def test_supplement_request_becomes_a_dossier_event(gateway: Gateway, clie
     last = await client.jetstream().get_last_msg(
         EVENTS_STREAM, event_subject(ev.WARD, Entity.DOSSIER, "HS-IN-6")
     )
+    assert last.data is not None
     assert msgspec.json.decode(last.data)["type"] == "dossier.supplement_requested"
 
 

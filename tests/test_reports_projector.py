@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
 import msgspec
-import pytest
 from nats.aio.client import Client
 
 from consumers import report_store
@@ -23,19 +21,9 @@ from gateway.streams import REPORTS_STREAM
 from tests import events as ev
 from tests.helpers import submit
 
-FAST = ProjectorSettings(coalesce_seconds=0.1, checkpoint_seconds=0.5)
-
-
-@pytest.fixture
-async def projector(
-    gateway: Gateway, nats_settings: NatsSettings, registry: Registry
-) -> AsyncIterator[ReportProjector]:
-    client = await connection.connect(nats_settings)
-    p = ReportProjector(client, registry, FAST)
-    await p.start()
-    yield p
-    await p.stop()
-    await client.close()
+FAST = ProjectorSettings(
+    coalesce_seconds=0.1, checkpoint_seconds=0.5
+)  # for tests that make their own
 
 
 async def report(client: Client, unit: str, period: str) -> Any:
@@ -182,10 +170,12 @@ async def test_province_view_reads_current_reports_then_follows_revisions(
     await follower
 
 
-def test_stream_position_reads_both_reply_subject_forms() -> None:
-    from consumers.projector import stream_position
+def test_delivery_is_read_from_both_reply_subject_forms() -> None:
+    from gateway.jetstream import Delivery, delivery_of
 
-    assert stream_position("$JS.ACK.ONESTOP_EVENTS.p.1.42.7.1700000000000000000.3") == (42, 3)
-    assert stream_position(
-        "$JS.ACK.hub.ACCHASH.ONESTOP_EVENTS.p.1.42.7.1700000000000000000.3.rnd"
-    ) == (42, 3)
+    expected = Delivery(seq=42, pending=3, stored_ns=1700000000000000000)
+    assert delivery_of("$JS.ACK.ONESTOP_EVENTS.p.1.42.7.1700000000000000000.3") == expected
+    assert (
+        delivery_of("$JS.ACK.hub.ACCHASH.ONESTOP_EVENTS.p.1.42.7.1700000000000000000.3.rnd")
+        == expected
+    )
