@@ -13,6 +13,9 @@ REPORTS_STREAM = "ONESTOP_REPORTS"
 EVENT_IDS_STREAM = "ONESTOP_EVENT_IDS"
 """The event-id index: one message per (unit, event_id), compare-and-set (gateway.event_index)."""
 EVENT_IDS_PREFIX = "onestop.eventids"
+OUTBOX_STREAM = "ONESTOP_OUTBOX"
+"""Envelopes owed to the province, one message each, removed once the province acknowledged."""
+OUTBOX_PREFIX = "onestop.outbox"
 
 
 def event_log_config(settings: StreamSettings) -> StreamConfig:
@@ -64,6 +67,22 @@ def event_ids_config(settings: StreamSettings) -> StreamConfig:
     )
 
 
+def outbox_config(settings: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=OUTBOX_STREAM,
+        description="lienthong interconnection outbox: envelopes owed to the province, per dossier",
+        subjects=[f"{OUTBOX_PREFIX}.>"],
+        # A message leaves when the delivery worker acknowledges it (the province said ok).
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        # The translator republishes after a crash; the message_id makes that a duplicate.
+        duplicate_window=settings.duplicate_window_seconds,
+        # Direct gets: the delivery worker reads a dossier's oldest owed message to keep order.
+        allow_direct=True,
+    )
+
+
 async def provision(client: Client, settings: StreamSettings) -> None:
     """Create the streams, or bring an existing stream's editable settings in line."""
     js = client.jetstream()
@@ -71,6 +90,7 @@ async def provision(client: Client, settings: StreamSettings) -> None:
         event_log_config(settings),
         reports_config(settings),
         event_ids_config(settings),
+        outbox_config(settings),
     ):
         try:
             await js.add_stream(config)
