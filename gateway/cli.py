@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from consumers.delivery import ForwarderSettings
 from gateway import connection, logs
 from gateway.client import submit_all
 from gateway.docs import asyncapi, json_schema, render
@@ -42,7 +43,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def serve(settings: NatsSettings) -> None:
         roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
-        node = Node(settings, StreamSettings.from_env(), registry, roles=roles)
+        node = Node(
+            settings,
+            StreamSettings.from_env(),
+            registry,
+            roles=roles,
+            forwarder=ForwarderSettings.from_env(),
+        )
         await node.start()
         print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
         await _until_signalled()
@@ -128,6 +135,80 @@ def cmd_report(args: argparse.Namespace) -> int:
     return asyncio.run(fetch())
 
 
+def _command_nats(args: argparse.Namespace) -> NatsSettings:
+    """A one-shot command's settings: the URL given, else the embedded server's port."""
+    settings = _nats(args)
+    if not settings.servers:
+        settings = NatsSettings.from_env(f"nats://127.0.0.1:{EMBEDDED_PORT}")
+    return settings
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from consumers.delivery import delivery_status, status_table
+    from consumers.outbox import now_vn
+
+    settings = _command_nats(args)
+    registry = _registry(args)
+
+    async def status() -> int:
+        client = await connection.connect(settings, service=False)
+        try:
+            rows = await delivery_status(client)
+        finally:
+            await client.close()
+        sys.stdout.write(status_table(rows, registry, now_vn()))
+        return 0
+
+    return asyncio.run(status())
+
+
+def cmd_resume_delivery(args: argparse.Namespace) -> int:
+    from consumers.delivery import resume_parked
+
+    settings = _command_nats(args)
+
+    async def resume() -> int:
+        client = await connection.connect(settings, service=False)
+        try:
+            resumed = await resume_parked(client, args.unit, args.dossier)
+        finally:
+            await client.close()
+        for r in resumed:
+            print(f"resumed {r.unit} {r.dossier_id!r} {r.kind.value} {r.message_id}")
+        print(f"{len(resumed)} parked deliveries set back to pending")
+        return 0
+
+    return asyncio.run(resume())
+
+
+def cmd_province_sim(args: argparse.Namespace) -> int:
+    from gateway.province_sim import ProvinceSettings, ProvinceSimulator
+
+    settings = _command_nats(args)
+    province = ProvinceSettings(
+        province=args.province,
+        drop_every=args.drop_every,
+        delay=args.delay,
+        down=args.down,
+        results=not args.no_results,
+    )
+
+    async def simulate() -> int:
+        client = await connection.connect(settings)
+        sim = ProvinceSimulator(client, province)
+        await sim.start()
+        print(f"province {args.province} listening on {sim.inbox}", file=sys.stderr)
+        try:
+            await _until_signalled()
+        finally:
+            await sim.stop()
+            await client.close()
+        print(" ".join(f"{k}={v}" for k, v in sim.counters().items()))
+        return 0
+
+    return asyncio.run(simulate())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway import demo
 
@@ -157,10 +238,35 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=EMBEDDED_PORT, help="embedded server's port")
     serve.add_argument(
         "--roles",
-        default="gateway,projector",
-        help="what this process runs, comma-separated: gateway, projector (default: both)",
+        default="gateway,projector,forwarder",
+        help="what this process runs, comma-separated: gateway, projector, forwarder "
+        "(default: all; run the forwarder in one process only)",
     )
     serve.set_defaults(run=cmd_serve)
+
+    status = sub.add_parser(
+        "status", help="interconnection: what is waiting for delivery to the province, per unit"
+    )
+    status.add_argument("--registry", type=Path)
+    nats_url(status)
+    status.set_defaults(run=cmd_status)
+
+    resume = sub.add_parser(
+        "resume-delivery", help="retry parked deliveries to the province (all, a unit, a dossier)"
+    )
+    resume.add_argument("--unit")
+    resume.add_argument("--dossier", help="a dossier id (as the unit submitted it)")
+    nats_url(resume)
+    resume.set_defaults(run=cmd_resume_delivery)
+
+    sim = sub.add_parser("province-sim", help="run a stand-in for the province's system")
+    nats_url(sim)
+    sim.add_argument("--province", default="52", help="province code (default: 52, Bình Định)")
+    sim.add_argument("--drop-every", type=int, default=0, help="leave every Nth request unanswered")
+    sim.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    sim.add_argument("--down", action="store_true", help="answer nothing")
+    sim.add_argument("--no-results", action="store_true", help="send no receipts or results back")
+    sim.set_defaults(run=cmd_province_sim)
 
     submit = sub.add_parser("submit", help="submit a file of events (JSON lines) as a unit")
     submit.add_argument("file", type=Path)
