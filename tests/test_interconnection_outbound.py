@@ -1,0 +1,567 @@
+"""CONTRACT section 5, outbound: a unit's interconnected dossiers reach the province, in order.
+
+Every test runs the gateway, the two outbound stages (outbox translator, delivery worker) and a
+province simulator against a real nats-server; the province is made to fail in the ways the
+contract names (down for a while, answers lost, one dossier refused) and the forwarder is
+crashed mid-delivery, and the province's view after its own deduplication must be complete, in
+each dossier's order, and free of personal data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats
+import pytest
+from nats.aio.client import Client
+
+from consumers.delivery import (
+    DeliveryStatus,
+    DeliveryWorker,
+    ForwarderSettings,
+    delivery_status,
+    records_for_dossier,
+    resume_parked,
+    status_table,
+)
+from consumers.outbox import OutboxSettings, OutboxTranslator, now_vn
+from consumers.projector import ProjectorSettings, ReportProjector
+from gateway.embedded import NatsServer
+from gateway.province_sim import ProvinceSettings, ProvinceSimulator
+from gateway.registry import Registry, RegistryFile
+from gateway.service import Gateway
+from gateway.settings import NatsSettings, StreamSettings
+from gateway.streams import EVENTS_STREAM, OUTBOX_STREAM
+from schemas.interconnect import Envelope, EnvelopeKind
+from tests import events as ev
+from tests.helpers import log_size, submit
+
+NAME = "Trần Thị Bí Mật"
+ID_NUMBER = "079301000123"
+APPLICANT = {"name": NAME, "id_number": ID_NUMBER}
+
+FAST = ForwarderSettings(
+    ack_wait=2.0,
+    outbox=OutboxSettings(ack_wait=2.0),
+    first_delay=0.02,
+    max_delay=0.25,
+    request_timeout=0.5,
+    parked_poll=0.1,
+    record_every=0.2,
+)
+_ENVELOPE = msgspec.json.Decoder(Envelope)
+
+
+# -- harness -----------------------------------------------------------------------------------
+
+
+class Forwarder:
+    """Both outbound stages on their own connection, as the `forwarder` role runs them."""
+
+    def __init__(self, url: str, registry: Registry, settings: ForwarderSettings) -> None:
+        self.url = url
+        self.registry = registry
+        self.settings = settings
+
+    async def start(self) -> Forwarder:
+        self.client = await nats.connect(self.url)
+        self.outbox = OutboxTranslator(self.client, self.registry, self.settings.outbox)
+        self.delivery = DeliveryWorker(self.client, self.registry, self.settings)
+        await self.outbox.start()
+        await self.delivery.start()
+        return self
+
+    async def stop(self) -> None:
+        await self.delivery.stop()
+        await self.outbox.stop()
+        await self.client.close()
+
+    async def crash(self) -> None:
+        """Tasks cancelled mid-request, connection gone, nothing more acknowledged."""
+        await self.delivery.abort()
+        await self.outbox.abort()
+        await self.client.close()
+
+
+class Harness:
+    def __init__(self, url: str, registry: Registry) -> None:
+        self.url = url
+        self.registry = registry
+        self.forwarders: list[Forwarder] = []
+        self.provinces: list[tuple[ProvinceSimulator, Client]] = []
+
+    async def forwarder(
+        self, settings: ForwarderSettings = FAST, registry: Registry | None = None
+    ) -> Forwarder:
+        f = await Forwarder(self.url, registry or self.registry, settings).start()
+        self.forwarders.append(f)
+        return f
+
+    async def stop(self, f: Forwarder, *, crash: bool = False) -> None:
+        self.forwarders.remove(f)
+        await (f.crash() if crash else f.stop())
+
+    async def province(self, **settings: Any) -> ProvinceSimulator:
+        settings.setdefault("results", False)
+        settings.setdefault("request_timeout", 2.0)
+        settings.setdefault("retry_delay", 0.05)
+        nc = await nats.connect(self.url)
+        sim = ProvinceSimulator(nc, ProvinceSettings(**settings))
+        await sim.start()
+        self.provinces.append((sim, nc))
+        return sim
+
+    async def close(self) -> None:
+        for sim, nc in self.provinces:
+            await sim.stop()
+            await nc.close()
+        for f in reversed(self.forwarders):
+            await f.stop()
+
+
+@pytest.fixture
+async def harness(nats_server: NatsServer, gateway: Gateway) -> AsyncIterator[Harness]:
+    h = Harness(nats_server.url, gateway.registry)
+    yield h
+    await h.close()
+
+
+@pytest.fixture
+async def unit(gateway: Gateway, nats_server: NatsServer) -> AsyncIterator[Client]:
+    """A unit's connection, opened once the gateway serves."""
+    nc = await nats.connect(nats_server.url)
+    yield nc
+    await nc.close()
+
+
+async def until(
+    check: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0, what: str = ""
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        await asyncio.sleep(0.02)
+
+
+async def outbox_size(client: Client) -> int:
+    info = await client.jetstream().stream_info(OUTBOX_STREAM)
+    messages: int = info.state.messages
+    return messages
+
+
+async def settled(client: Client) -> bool:
+    """Every dossier event translated and every owed message delivered."""
+    info = await client.jetstream().consumer_info(EVENTS_STREAM, FAST.outbox.durable)
+    return info.num_pending == 0 and info.num_ack_pending == 0 and await outbox_size(client) == 0
+
+
+async def accepted(client: Client, unit: str, events: list[dict[str, Any]]) -> list[int]:
+    """Submit in batches of up to 1,000; every event must be accepted; their sequences."""
+    seqs: list[int] = []
+    for i in range(0, len(events), 1000):
+        replies = await submit(client, unit, events[i : i + 1000], timeout=30.0)
+        assert all(r["ok"] for r in replies), [r for r in replies if not r["ok"]][:3]
+        seqs += [r["seq"] for r in replies]
+    return seqs
+
+
+def lifecycle(dossier_id: str, unit: str = ev.WARD) -> list[dict[str, Any]]:
+    """A dossier received (with an applicant), transferred to the province, then changed twice."""
+    return [
+        ev.received(dossier_id, unit, applicant=APPLICANT),
+        ev.dossier_event("transferred", dossier_id, unit, interconnect=True),
+        ev.dossier_event(
+            "deadline_changed",
+            dossier_id,
+            unit,
+            occurred_at="2021-04-09T10:00:00+07:00",
+            due_at="2021-04-22T17:00:00+07:00",
+        ),
+        ev.dossier_event("resolved", dossier_id, unit, occurred_at="2021-04-10T10:00:00+07:00"),
+    ]
+
+
+def expected_ids(events: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Per dossier, the message_ids the province must see, in order (all but the receipt)."""
+    out: dict[str, list[str]] = {}
+    for e in events:
+        if e["type"] != "dossier.received":
+            out.setdefault(e["dossier_id"], []).append(f"{e['unit']}:{e['event_id']}")
+    return out
+
+
+def assert_in_order(sim: ProvinceSimulator, events: list[dict[str, Any]]) -> None:
+    for dossier_id, ids in expected_ids(events).items():
+        unit = next(e["unit"] for e in events if e["dossier_id"] == dossier_id)
+        assert sim.order(unit, dossier_id) == ids, dossier_id
+
+
+def assert_no_personal_data(sim: ProvinceSimulator) -> None:
+    assert sim.payloads
+    for payload in sim.payloads:
+        text = payload.decode()
+        assert NAME not in text
+        assert ID_NUMBER not in text
+        assert '"applicant"' not in text
+
+
+# -- what the province receives -----------------------------------------------------------------
+
+
+async def test_a_transfer_reaches_the_province_with_the_dossiers_facts_and_no_personal_data(
+    harness: Harness, unit: Client
+) -> None:
+    sim = await harness.province()
+    await harness.forwarder()
+    events = lifecycle("HS-2021/04.001")[:2]
+    await accepted(unit, ev.WARD, events)
+    await until(lambda: sim.received_unique == 1, what="the transfer")
+    assert sim.subjects == {f"province.52.inbox.{ev.WARD}"}
+    [envelope] = sim.messages.values()
+    assert envelope.kind is EnvelopeKind.TRANSFER
+    assert envelope.message_id == f"{ev.WARD}:{events[1]['event_id']}"
+    assert (envelope.unit, envelope.dossier_id) == (ev.WARD, "HS-2021/04.001")
+    assert msgspec.json.decode(envelope.body) == {
+        "procedure_code": "1.001612",
+        "channel": "direct",
+        "service_level": None,
+        "received_at": "2021-04-05T08:00:00+07:00",
+        "due_at": "2021-04-12T17:00:00+07:00",
+        "to_agency": "000.00.12.H08",
+    }
+    assert_no_personal_data(sim)
+
+
+async def test_a_province_entitled_to_personal_data_receives_the_applicant(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    default = Registry.load()
+    units = [default[c] for c in default.codes()]
+    units = [
+        msgspec.structs.replace(u, entitled_to_personal_data=True) if u.code == ev.PROVINCE else u
+        for u in units
+    ]
+    path = tmp_path / "registry.json"
+    path.write_bytes(msgspec.json.encode(RegistryFile(units=units)))
+    registry = Registry.load(path)
+    gateway = Gateway(NatsSettings(servers=(nats_server.url,)), StreamSettings(), registry)
+    await gateway.start()
+    harness = Harness(nats_server.url, registry)
+    try:
+        sim = await harness.province()
+        await harness.forwarder()
+        async with await nats.connect(nats_server.url) as nc:
+            await accepted(nc, ev.WARD, lifecycle("HS-E1")[:2])
+        await until(lambda: sim.received_unique == 1, what="the transfer")
+        [envelope] = sim.messages.values()
+        body = msgspec.json.decode(envelope.body)
+        assert body["applicant"] == APPLICANT
+    finally:
+        await harness.close()
+        await gateway.stop()
+
+
+async def test_later_events_of_the_dossier_arrive_as_status_in_their_order(
+    harness: Harness, unit: Client
+) -> None:
+    sim = await harness.province()
+    await harness.forwarder()
+    d = "HS-S1"
+    events = [
+        ev.received(d, applicant=APPLICANT),
+        # Before the transfer: the province learns the deadline from the transfer itself.
+        ev.dossier_event(
+            "deadline_changed", d, occurred_at="2021-04-06T10:00:00+07:00", reason="supplement"
+        ),
+        ev.dossier_event(
+            "transferred", d, occurred_at="2021-04-07T10:00:00+07:00", interconnect=True
+        ),
+        ev.dossier_event("supplement_requested", d, occurred_at="2021-04-08T10:00:00+07:00"),
+        ev.dossier_event("transferred", d, occurred_at="2021-04-08T11:00:00+07:00"),
+        ev.dossier_event("resolved", d, occurred_at="2021-04-09T10:00:00+07:00", outcome="refused"),
+        ev.dossier_event("result_returned", d, occurred_at="2021-04-10T10:00:00+07:00"),
+    ]
+    # Another dossier, never interconnected: nothing of it goes to the province.
+    others = [ev.received("HS-S2"), ev.dossier_event("resolved", "HS-S2")]
+    await accepted(unit, ev.WARD, events + others)
+    await until(lambda: settled(unit), what="delivery")
+    sent = list(sim.messages.values())
+    assert [m.message_id for m in sent] == [f"{ev.WARD}:{e['event_id']}" for e in events[2:]]
+    assert [m.kind for m in sent] == [EnvelopeKind.TRANSFER] + [EnvelopeKind.STATUS] * 4
+    transfer = msgspec.json.decode(sent[0].body)
+    assert transfer["due_at"] == "2021-04-20T17:00:00+07:00"  # the deadline as changed
+    statuses = [msgspec.json.decode(m.body) for m in sent[1:]]
+    assert [s["event_type"] for s in statuses] == [
+        "dossier.supplement_requested",
+        "dossier.transferred",
+        "dossier.resolved",
+        "dossier.result_returned",
+    ]
+    assert statuses[2] == {
+        "note": "resolved: refused",
+        "event_type": "dossier.resolved",
+        "occurred_at": "2021-04-09T10:00:00+07:00",
+    }
+    assert "thiếu" not in str(statuses)  # a unit's free-text note is not passed on
+    assert_no_personal_data(sim)
+
+
+async def test_the_provinces_own_result_is_stored_but_not_sent_back(
+    harness: Harness, unit: Client
+) -> None:
+    sim = await harness.province(results=True)
+    await harness.forwarder()
+    await accepted(unit, ev.WARD, lifecycle("HS-R1")[:2])
+    await until(lambda: sim.results_acknowledged == 1, what="the province's result")
+    assert sim.receipts_acknowledged == 1
+    await until(lambda: settled(unit), what="the translator to pass the result")
+    assert list(sim.by_kind) == ["transfer"]  # no status for the province's own result
+    assert await log_size(unit) == 3  # received, transferred, the province's resolution
+
+
+# -- the province failing ------------------------------------------------------------------------
+
+
+async def test_a_province_down_for_a_while_then_up_gets_everything_once_in_order(
+    harness: Harness, unit: Client
+) -> None:
+    await harness.forwarder()
+    events = [e for n in range(15) for e in lifecycle(f"HS-D{n}")]
+    await accepted(unit, ev.WARD, events)
+
+    async def retried() -> bool:
+        records = await records_for_dossier(unit, ev.WARD, "HS-D0")
+        return bool(records) and records[0].attempts >= 3
+
+    await until(retried, what="retries while the province is down")
+    [row] = await delivery_status(unit)
+    assert (row.unit, row.pending, row.dossiers, row.parked) == (ev.WARD, 45, 15, 0)
+    assert row.last_error is not None
+    assert "no responders" in row.last_error
+    table = status_table([row], harness.registry, now_vn())
+    assert "Phường Nhơn Bình" in table
+    assert "no responders" in table
+
+    sim = await harness.province()
+    await until(lambda: settled(unit), what="delivery once the province is up")
+    assert sim.received_unique == 45
+    assert sim.resends == 0
+    assert_in_order(sim, events)
+    assert_no_personal_data(sim)
+    [transfer, *statuses] = await records_for_dossier(unit, ev.WARD, "HS-D0")
+    assert transfer.status is DeliveryStatus.DELIVERED
+    assert transfer.attempts >= 3
+    assert transfer.acknowledged_at is not None
+    assert transfer.first_attempt_at is not None
+    assert transfer.acknowledged_at > transfer.first_attempt_at
+    assert transfer.last_error is not None
+    assert "no responders" in transfer.last_error
+    assert [s.status for s in statuses] == [DeliveryStatus.DELIVERED] * 2
+    assert await delivery_status(unit) == []
+
+
+async def test_a_province_that_loses_every_fourth_answer_gets_everything_in_order(
+    harness: Harness, unit: Client
+) -> None:
+    sim = await harness.province(drop_every=4)
+    await harness.forwarder()
+    events = [e for n in range(20) for e in lifecycle(f"HS-L{n}")]
+    await accepted(unit, ev.WARD, events)
+    await until(lambda: settled(unit), what="delivery")
+    assert sim.received_unique == 60
+    assert sim.resends >= 60 // 4 - 1  # each lost answer made the gateway send again
+    assert sim.requests == sim.received_unique + sim.resends
+    assert_in_order(sim, events)
+    attempts = [
+        r.attempts for n in range(20) for r in await records_for_dossier(unit, ev.WARD, f"HS-L{n}")
+    ]
+    assert len(attempts) == 60
+    assert sum(attempts) == sim.requests
+
+
+async def test_the_forwarder_crashing_mid_delivery_loses_nothing_and_keeps_order(
+    harness: Harness, unit: Client
+) -> None:
+    sim = await harness.province(delay=0.1)
+    f = await harness.forwarder()
+    events = [e for n in range(30) for e in lifecycle(f"HS-K{n}", ev.OTHER_WARD)]
+    await accepted(unit, ev.OTHER_WARD, events)
+    await until(lambda: sim.requests >= 20, what="deliveries under way")
+    await harness.stop(f, crash=True)  # answers in flight are lost with it
+    seen = sim.received_unique
+    assert seen < 90
+    await harness.forwarder()
+    await until(lambda: settled(unit), what="delivery after the restart")
+    assert sim.received_unique == 90
+    assert_in_order(sim, events)
+
+
+async def test_a_killed_forwarder_process_resumes_after_restart(
+    nats_server: NatsServer, harness: Harness, unit: Client, subprocess_env: dict[str, str]
+) -> None:
+    sim = await harness.province(delay=0.05)
+    env = {
+        **subprocess_env,
+        "LIENTHONG_FORWARDER_ACK_WAIT": "2",
+        "LIENTHONG_FORWARDER_FIRST_DELAY": "0.02",
+        "LIENTHONG_FORWARDER_MAX_DELAY": "0.25",
+        "LIENTHONG_FORWARDER_REQUEST_TIMEOUT": "0.5",
+    }
+    command = [sys.executable, "-m", "gateway.cli", "serve", "--roles", "forwarder"]
+    command += ["--nats-url", nats_server.url]
+
+    async def serve() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+
+    events = [e for n in range(40) for e in lifecycle(f"HS-P{n}")]
+    first = await serve()
+    try:
+        await accepted(unit, ev.WARD, events)
+        await until(lambda: sim.requests >= 10, timeout=30.0, what="the process delivering")
+        first.send_signal(signal.SIGKILL)
+        await asyncio.wait_for(first.wait(), 10)
+        assert sim.received_unique < 120
+        second = await serve()
+        try:
+            await until(lambda: settled(unit), timeout=30.0, what="delivery after the restart")
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(second.wait(), 20) == 0
+    finally:
+        if first.returncode is None:
+            first.kill()
+            await first.wait()
+    assert sim.received_unique == 120
+    assert_in_order(sim, events)
+    assert_no_personal_data(sim)
+
+
+async def test_one_stuck_dossier_among_a_thousand_holds_back_no_other_then_parks_and_resumes(
+    nats_server: NatsServer, harness: Harness, unit: Client
+) -> None:
+    stuck = "HS-STUCK"
+    sim = await harness.province(refuse=frozenset({stuck}))
+    await harness.forwarder(msgspec.structs.replace(FAST, park_after=2.0))
+    ids = [f"HS-M{n:04d}" for n in range(999)] + [stuck]
+    await accepted(unit, ev.WARD, [ev.received(d, applicant=APPLICANT) for d in ids])
+    started = time.monotonic()
+    transfers = [ev.dossier_event("transferred", d, interconnect=True) for d in ids]
+    await accepted(unit, ev.WARD, transfers)
+    # The stuck dossier's later event waits behind its transfer, for order.
+    later = ev.dossier_event("resolved", stuck)
+    await accepted(unit, ev.WARD, [later])
+    await until(lambda: sim.received_unique == 999, what="every other dossier")
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0, elapsed  # all of them before the stuck one even parked
+    assert stuck not in {m.dossier_id for m in sim.messages.values()}
+
+    async def parked() -> bool:
+        records = await records_for_dossier(unit, ev.WARD, stuck)
+        return bool(records) and records[0].status is DeliveryStatus.PARKED
+
+    await until(parked, what="the stuck dossier to park")
+    [row] = await delivery_status(unit)
+    assert (row.pending, row.dossiers, row.parked) == (2, 1, 1)
+    assert row.last_error is not None
+    assert "not acknowledged" in row.last_error
+    attempts = sim.refused
+    await asyncio.sleep(0.5)
+    assert sim.refused == attempts  # parked: no more attempts
+
+    sim.refuse.clear()  # the province fixes its side; the operator resumes
+    resume = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "gateway.cli", "resume-delivery", "--unit", ev.WARD],
+        *["--dossier", stuck, "--nats-url", nats_server.url],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    out, _ = await asyncio.wait_for(resume.communicate(), timeout=30)
+    assert resume.returncode == 0
+    assert "1 parked deliveries set back to pending" in out.decode()
+    await until(lambda: settled(unit), what="the resumed dossier")
+    assert sim.order(ev.WARD, stuck) == [
+        f"{ev.WARD}:{transfers[-1]['event_id']}",
+        f"{ev.WARD}:{later['event_id']}",
+    ]
+    [transfer, status] = await records_for_dossier(unit, ev.WARD, stuck)
+    assert transfer.status is DeliveryStatus.DELIVERED
+    assert transfer.resumed_at is not None
+    assert status.status is DeliveryStatus.DELIVERED
+    assert status.attempts == 1
+    assert await resume_parked(unit) == []
+    assert_no_personal_data(sim)
+
+
+# -- replay --------------------------------------------------------------------------------------
+
+
+async def test_replaying_the_log_sends_nothing_to_the_province(
+    harness: Harness, unit: Client, registry: Registry
+) -> None:
+    sim = await harness.province()
+    f = await harness.forwarder()
+    events = [e for n in range(10) for e in lifecycle(f"HS-Y{n}")]
+    await accepted(unit, ev.WARD, events)
+    await until(lambda: settled(unit), what="delivery")
+    before = sim.requests
+    assert sim.received_unique == 30
+
+    # A rebuild of the reports from the whole log, under another name.
+    rebuild = ReportProjector(
+        unit, registry, ProjectorSettings(durable="audit-rebuild"), publish=False
+    )
+    await rebuild.start()
+    await rebuild.wait_until_current(timeout=10)
+    await rebuild.stop()
+    # An auditor reading the log with an ordered consumer.
+    js = unit.jetstream()
+    sub = await js.subscribe("onestop.events.>", ordered_consumer=True)
+    read = [await sub.next_msg(timeout=5) for _ in range(len(events))]
+    await sub.unsubscribe()
+    assert len(read) == len(events)
+    # The forwarder restarting on the same log.
+    await harness.stop(f)
+    await harness.forwarder()
+    await asyncio.sleep(1.0)
+    assert await settled(unit)
+    assert sim.requests == before
+    assert await outbox_size(unit) == 0
+
+
+async def test_delivery_records_stay_out_of_the_event_log(harness: Harness, unit: Client) -> None:
+    sim = await harness.province(drop_every=2)
+    await harness.forwarder()
+    events = lifecycle("HS-N1")
+    seqs = await accepted(unit, ev.WARD, events)
+    await until(lambda: settled(unit), what="delivery")
+    assert await log_size(unit) == len(events)
+    records = await records_for_dossier(unit, ev.WARD, "HS-N1")
+    assert [r.event_seq for r in records] == seqs[1:]
+    assert [r.kind for r in records] == [
+        EnvelopeKind.TRANSFER,
+        EnvelopeKind.STATUS,
+        EnvelopeKind.STATUS,
+    ]
+    assert all(r.status is DeliveryStatus.DELIVERED and r.acknowledged_at for r in records)
+    assert sum(r.attempts for r in records) == sim.requests
+    # The unit goes on with the dossier as if no delivery had happened.
+    reply = await submit(unit, ev.WARD, ev.dossier_event("result_returned", "HS-N1"))
+    assert reply["ok"] is True
+    assert reply["seq"] == seqs[-1] + 1
