@@ -8,11 +8,15 @@ per call; here every answer becomes a typed result or one of two named errors: `
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from typing import NamedTuple
 
 import msgspec
 import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from gateway.refusals import Unavailable
 
@@ -45,6 +49,11 @@ class WrongLastSequence(Exception):
     """The subject's last sequence was not the one expected: someone else appended first."""
 
 
+def _expire(waiter: asyncio.Future[Msg]) -> None:
+    if not waiter.done():
+        waiter.set_exception(nats.errors.TimeoutError())
+
+
 class _ApiError(msgspec.Struct, frozen=True):
     code: int = 0
     err_code: int = 0
@@ -75,6 +84,40 @@ class JetStream:
     def __init__(self, client: Client, timeout: float) -> None:
         self.client = client
         self.timeout = timeout
+        self._inbox = client.new_inbox()
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._tokens = itertools.count()
+        self._subscribed = asyncio.Lock()
+        self._sub: Subscription | None = None
+
+    async def _request(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> Msg:
+        """One request on a shared reply subscription: a future and a timer, no task per call.
+
+        nats-py's own `request` wraps each call in `wait_for`, a cost per event that a batch of
+        a thousand pays a thousand times. Raises nats.errors.TimeoutError when no reply comes.
+        """
+        if self._sub is None:
+            async with self._subscribed:
+                if self._sub is None:
+                    self._sub = await self.client.subscribe(f"{self._inbox}.*", cb=self._reply)
+        token = str(next(self._tokens))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Msg] = loop.create_future()
+        self._waiting[token] = waiter
+        timer = loop.call_later(self.timeout, _expire, waiter)
+        try:
+            await self.client.publish(
+                subject, payload, reply=f"{self._inbox}.{token}", headers=headers
+            )
+            return await waiter
+        finally:
+            timer.cancel()
+            self._waiting.pop(token, None)
+
+    async def _reply(self, msg: Msg) -> None:
+        waiter = self._waiting.pop(msg.subject.rpartition(".")[2], None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(msg)
 
     async def publish(
         self,
@@ -90,9 +133,7 @@ class JetStream:
                 "Nats-Expected-Last-Subject-Sequence": str(expected_last_subject_seq),
             }
         try:
-            reply = await self.client.request(
-                subject, payload, timeout=self.timeout, headers=headers
-            )
+            reply = await self._request(subject, payload, headers)
         except nats.errors.NoRespondersError as e:
             raise Unavailable("the event log is not reachable (no JetStream responder)") from e
         except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as e:
@@ -122,7 +163,7 @@ class JetStream:
 
     async def _direct_get(self, api_subject: str, request: bytes) -> StoredMessage | None:
         try:
-            reply = await self.client.request(api_subject, request, timeout=self.timeout)
+            reply = await self._request(api_subject, request, None)
         except nats.errors.NoRespondersError as e:
             raise Unavailable("the event log is not reachable (no JetStream responder)") from e
         except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as e:
