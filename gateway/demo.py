@@ -4,6 +4,9 @@ Starts an embedded nats-server in a fresh folder, runs the gateway and the proje
 generated traffic of the city's 22 units through `onestop.submit.<unit>` as their systems would
 (duplicates and all), and prints the city's April 2021 report, which must equal the city's own
 published figures, then the five wards or communes with the most overdue dossiers.
+
+A simulated province (gateway.province_sim) takes the dossiers transferred with interconnection
+and sends each one's result back in May 2021, so April's figures are untouched by it.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ import asyncio
 import sys
 import tempfile
 from collections import Counter
+from datetime import date
 from pathlib import Path
 
 import msgspec
-from consumers.demo_traffic import generate
+from nats.aio.client import Client
 
 from consumers import report_store
+from consumers.demo_traffic import generate
 from consumers.projector import ProjectorSettings
 from consumers.report_format import table, vn_number
 from gateway import connection
@@ -26,13 +31,43 @@ from gateway.embedded import NatsServer
 from gateway.jetstream import JetStream
 from gateway.node import Node
 from gateway.progress import Progress
+from gateway.province_sim import ProvinceSettings, ProvinceSimulator
 from gateway.registry import Level, Registry
 from gateway.settings import NatsSettings, StreamSettings
+from gateway.streams import OUTBOX_STREAM
 from schemas.replies import Accepted, Refused, Reply
 from schemas.report import Figures
 
 CITY = "540"
 PERIOD = "2021-04"
+INTERCONNECTION_WAIT = 60.0
+
+
+def month_names(months: dict[str, int]) -> str:
+    """`2021-05` -> `May 2021`, for the months results were dated in."""
+    names = [msgspec.json.decode(f'"{m}-01"'.encode(), type=date) for m in sorted(months)]
+    return ", ".join(d.strftime("%B %Y") for d in names) or "no month yet"
+
+
+async def interconnection(
+    node: Node, client: Client, sim: ProvinceSimulator, transfers: int
+) -> str:
+    """Wait (bounded) until the outbox is delivered and the province's results are stored."""
+    settled = await sim.settled(transfers, timeout=INTERCONNECTION_WAIT)
+    js = client.jetstream()
+    for _ in range(int(INTERCONNECTION_WAIT * 10)):  # status messages, if any, delivered too
+        if not (await js.stream_info(OUTBOX_STREAM)).state.messages:
+            break
+        await asyncio.sleep(0.1)
+    assert node.projector is not None
+    await node.projector.wait_until_current(timeout=120)
+    line = (
+        f"Interconnection: {sim.by_kind.get('transfer', 0)} transfers and "
+        f"{sim.by_kind.get('status', 0)} status messages sent to the province, "
+        f"{sim.results_acknowledged} results and {sim.receipts_acknowledged} receipts came back "
+        f"(stored in {month_names(sim.result_months)})"
+    )
+    return line if settled else line + " - still incomplete when the demo stopped waiting"
 
 
 def differences(expected: Figures, actual: Figures) -> list[str]:
@@ -59,6 +94,9 @@ async def run_demo(store: Path, seed: int) -> int:
         node = Node(settings, StreamSettings(), registry, ProjectorSettings(coalesce_seconds=0.5))
         await node.start()
         client = await connection.connect(settings, service=False)
+        province_client = await connection.connect(settings, service=False)
+        province = ProvinceSimulator(province_client, ProvinceSettings(province="52"))
+        await province.start()
         total = sum(len(events) for events in traffic.events_by_unit.values())
         progress = Progress(total, f"22 units submitting March-April 2021 ({total} events)")
         replies: list[Reply] = []
@@ -78,8 +116,11 @@ async def run_demo(store: Path, seed: int) -> int:
         refused = Counter(r.error.code.value for r in replies if isinstance(r, Refused))
         print(
             f"\n{accepted} events accepted, {duplicates} resent duplicates answered as such, "
-            f"{sum(refused.values())} refused{f' {dict(refused)}' if refused else ''}\n"
+            f"{sum(refused.values())} refused{f' {dict(refused)}' if refused else ''}"
         )
+        print(await interconnection(node, client, province, traffic.interconnect_transfers) + "\n")
+        await province.stop()
+        await province_client.close()
 
         js = JetStream(client, 5.0)
         city = await report_store.current_report(js, CITY, PERIOD)

@@ -104,6 +104,8 @@ class ProvinceSimulator:
         self.receipts_sent = 0
         self.receipts_acknowledged = 0
         self.by_kind: dict[str, int] = {}
+        self.result_months: dict[str, int] = {}
+        """Results acknowledged, by the month (YYYY-MM, UTC+07:00) of their resolved_at."""
         self.messages: dict[str, Envelope] = {}
         """Every unique message taken in, by message_id, in arrival order."""
         self.payloads: list[bytes] = []
@@ -228,6 +230,8 @@ class ProvinceSimulator:
             EnvelopeKind.RESULT, f"{p}-result-{_short_id(unit, dossier)}", transfer, result
         ):
             self.results_acknowledged += 1
+            month = result.resolved_at.astimezone(VN).strftime("%Y-%m")
+            self.result_months[month] = self.result_months.get(month, 0) + 1
         else:
             self.results_refused += 1
 
