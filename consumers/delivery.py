@@ -574,9 +574,7 @@ async def pending_dossiers(
     filter_subject = (
         f"{OUTBOX_PREFIX}.{unit or '*'}.{encode_key(dossier_id) if dossier_id else '*'}"
     )
-    js = client.jetstream()
-    info = await js.stream_info(OUTBOX_STREAM, subjects_filter=filter_subject)
-    counts: dict[str, int] = dict(info.state.subjects or {})
+    counts = await _subject_counts(client, filter_subject, timeout)
     kv = await _bucket(client)
     direct = JetStream(client, timeout)
     gate = asyncio.Semaphore(64)
@@ -605,6 +603,40 @@ async def pending_dossiers(
 
     found = await asyncio.gather(*(one(s, n) for s, n in sorted(counts.items())))
     return [p for p in found if p is not None]
+
+
+class _SubjectState(msgspec.Struct):
+    subjects: dict[str, int] | None = None
+
+
+class _SubjectPage(msgspec.Struct):
+    total: int = 0
+    state: _SubjectState | None = None
+    error: dict[str, Any] | None = None
+
+
+_SUBJECT_PAGE = msgspec.json.Decoder(_SubjectPage)
+
+
+async def _subject_counts(client: Client, filter_subject: str, timeout: float) -> dict[str, int]:
+    """Messages per outbox subject; paged, as the server sends at most 100,000 per answer."""
+    counts: dict[str, int] = {}
+    while True:
+        request = msgspec.json.encode({"subjects_filter": filter_subject, "offset": len(counts)})
+        reply = await client.request(
+            f"$JS.API.STREAM.INFO.{OUTBOX_STREAM}", request, timeout=timeout
+        )
+        page = _SUBJECT_PAGE.decode(reply.data)
+        if page.error is not None:
+            if page.error.get("err_code") == 10059:  # no outbox yet: nothing owed
+                return {}
+            raise Unavailable(f"the outbox could not be read: {page.error.get('description')}")
+        subjects = page.state.subjects if page.state is not None else None
+        if not subjects:
+            return counts
+        counts.update(subjects)
+        if len(counts) >= page.total:
+            return counts
 
 
 def _stored_at(message: StoredMessage) -> datetime:
