@@ -108,6 +108,24 @@ class _EnvelopeHead(msgspec.Struct):
 _HEAD = msgspec.json.Decoder(_EnvelopeHead)
 
 
+class _StoredSeq(msgspec.Struct):
+    seq: int
+
+
+class _ApiError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _MsgGet(msgspec.Struct):
+    message: _StoredSeq | None = None
+    error: _ApiError | None = None
+
+
+_MSG_GET = msgspec.json.Decoder(_MsgGet)
+
+
 def _env_float(name: str, default: float) -> float:
     value = os.environ.get(name)
     return float(value) if value else default
@@ -210,7 +228,6 @@ class DeliveryWorker:
         self.attempts = 0
         self.parked: set[str] = set()
         """message_ids parked now."""
-        self._js = JetStream(client, self.settings.request_timeout)
         self._dossiers: dict[str, _Dossier] = {}
         self._acked: OrderedDict[int, None] = OrderedDict()
         self._sem = asyncio.Semaphore(self.settings.concurrency)
@@ -479,12 +496,34 @@ class DeliveryWorker:
         """The stream sequence of the dossier's oldest message still owed, or None."""
         from_seq = 1
         while True:
-            first = await self._js.next_on_subject(OUTBOX_STREAM, subject, from_seq)
+            first = await self._first_seq(subject, from_seq)
             if first is None:
                 return None
-            if first.seq not in self._acked:
-                return first.seq
-            from_seq = first.seq + 1  # acknowledged by us; the stream is catching up
+            if first not in self._acked:
+                return first
+            from_seq = first + 1  # acknowledged by us; the stream is catching up
+
+    async def _first_seq(self, subject: str, from_seq: int) -> int | None:
+        """The first sequence >= from_seq on `subject`, read from the stream's leader.
+
+        Not a direct get: with replicas, a direct get may be answered by a follower that has not
+        yet stored the newest message, and "not there" would be taken for "acknowledged".
+        """
+        request = msgspec.json.encode({"seq": from_seq, "next_by_subj": subject})
+        try:
+            reply = await self.client.request(
+                f"$JS.API.STREAM.MSG.GET.{OUTBOX_STREAM}",
+                request,
+                timeout=self.settings.request_timeout,
+            )
+        except nats.errors.Error as e:  # timeouts and no responders alike: try again later
+            raise Unavailable(f"the outbox could not be read: {type(e).__name__}") from e
+        answer = _MSG_GET.decode(reply.data)
+        if answer.message is not None:
+            return answer.message.seq
+        if answer.error is not None and answer.error.code == 404:
+            return None
+        raise Unavailable(f"the outbox could not be read: {answer.error}")
 
     # -- records ------------------------------------------------------------------------------
 

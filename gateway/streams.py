@@ -78,7 +78,7 @@ def outbox_config(settings: StreamSettings) -> StreamConfig:
         num_replicas=settings.replicas,
         # The translator republishes after a crash; the message_id makes that a duplicate.
         duplicate_window=settings.duplicate_window_seconds,
-        # Direct gets: the delivery worker reads a dossier's oldest owed message to keep order.
+        # Direct gets: `lienthong status` reads each waiting dossier's oldest message.
         allow_direct=True,
     )
 
