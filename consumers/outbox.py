@@ -241,8 +241,9 @@ class OutboxTranslator:
         first = await self._js.next_on_subject(EVENTS_STREAM, subject, 1)
         received = EVENT_DECODER.decode(first.data) if first is not None else None
         if not isinstance(received, DossierReceived):
-            self.log.error("outbox.no_received_event", seq=seq, unit=event.unit)
-            return None
+            # The lifecycle puts dossier.received first, so this is a replica that has not
+            # caught up (direct gets may be answered by one): read again rather than skip.
+            raise Unavailable("the dossier's dossier.received could not be read yet")
         province = self.registry.province_of(event.unit) if event.unit in self.registry else None
         entitled = province is not None and province.entitled_to_personal_data
         body = TransferBody(
