@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from consumers.delivery import ForwarderSettings
+from consumers.projector import ProjectorSettings
 from gateway import connection, logs
 from gateway.client import submit_all
 from gateway.docs import asyncapi, json_schema, render
@@ -49,6 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             registry,
             roles=roles,
             forwarder=ForwarderSettings.from_env(),
+            projector=ProjectorSettings.from_env(),
         )
         await node.start()
         print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
@@ -209,9 +211,87 @@ def cmd_province_sim(args: argparse.Namespace) -> int:
     return asyncio.run(simulate())
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from gateway.history import dossier_history, render
+
+    settings = _command_nats(args)
+
+    async def history() -> int:
+        client = await connection.connect(settings, service=False)
+        try:
+            lines = await dossier_history(client, args.unit, args.dossier)
+        finally:
+            await client.close()
+        if not lines:
+            print(f"unit {args.unit} has no dossier {args.dossier!r} in the log", file=sys.stderr)
+            return 1
+        sys.stdout.write(render(lines))
+        return 0
+
+    return asyncio.run(history())
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """Rebuild reports from the log alone; compare with what was published, or show one as of
+    a past moment. Changes nothing and sends nothing."""
+    from datetime import UTC, datetime
+
+    from consumers import report_format, report_store
+    from consumers.periods import period_end
+    from consumers.rebuild import compare, rebuild
+    from schemas.report import Report
+
+    settings = _command_nats(args)
+    registry = _registry(args)
+    if args.as_of and not (args.unit and args.period):
+        print("--as-of needs --unit and --period", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        client = await connection.connect(settings, service=False)
+        try:
+            moment = datetime.fromisoformat(args.as_of) if args.as_of else None
+            book = await rebuild(client, registry, stored_by=moment)
+            if moment is not None:
+                figures = book.figures(args.unit, args.period, moment)
+                report = Report(
+                    unit=args.unit,
+                    period=args.period,
+                    revision=0,
+                    final=moment >= period_end(args.period),
+                    generated_at=moment,
+                    dossiers=figures.dossiers,
+                    documents=figures.documents,
+                    copies=figures.copies,
+                )
+                print(f"as it stood at {moment.isoformat()} (events stored by then):")
+                sys.stdout.write(
+                    report_format.table(
+                        report, registry[args.unit].name if args.unit in registry else ""
+                    )
+                )
+                return 0
+            published = await report_store.current_reports(client)
+        finally:
+            await client.close()
+        differences = compare(book, published, datetime.now(UTC))
+        compared = len({(u, p) for u in book.units() for p in book.periods(u)} | set(published))
+        if not differences:
+            print(f"{compared} reports rebuilt from the log: all equal to what was published")
+            return 0
+        print(f"{compared} reports rebuilt from the log; {len(differences)} differ:")
+        for d in differences:
+            print(f"  {d.unit} {d.period}: rebuilt {d.rebuilt}, published {d.published}")
+        return 1
+
+    return asyncio.run(run())
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway import demo
 
+    if args.log_level == "info":  # the demo's story is its printed output, not the batch logs
+        logs.configure("warning")
     return demo.main(seed=args.seed, keep=args.keep)
 
 
@@ -287,6 +367,24 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=2021)
     demo.add_argument("--keep", type=Path, help="keep the demo's data in this folder")
     demo.set_defaults(run=cmd_demo)
+
+    history = sub.add_parser("history", help="one dossier's events and interconnection records")
+    history.add_argument("--unit", required=True)
+    history.add_argument("--dossier", required=True)
+    nats_url(history)
+    history.set_defaults(run=cmd_history)
+
+    rebuild = sub.add_parser(
+        "rebuild",
+        help="rebuild every report from the log and compare with what was published, "
+        "or (--as-of) show a report as it stood at a past moment",
+    )
+    rebuild.add_argument("--as-of", help="RFC 3339 moment: only events stored by then")
+    rebuild.add_argument("--unit", help="with --as-of: the unit")
+    rebuild.add_argument("--period", help="with --as-of: YYYY-MM")
+    rebuild.add_argument("--registry", type=Path)
+    nats_url(rebuild)
+    rebuild.set_defaults(run=cmd_rebuild)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the contract")
     schema.add_argument("--asyncapi", action="store_true", help="the AsyncAPI document instead")

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+import msgspec
 from nats.aio.client import Client
 
 from consumers import report_store
 from consumers.projector import ReportProjector
 from consumers.rebuild import compare, rebuild
+from gateway.history import dossier_history, render
 from gateway.registry import Registry
+from gateway.service import Gateway
 from gateway.streams import EVENTS_STREAM, REPORTS_STREAM
+from gateway.subjects import inbound_subject
 from tests import events as ev
 from tests.helpers import submit
 
@@ -66,3 +70,31 @@ async def test_rebuild_as_of_a_moment_sees_only_events_stored_by_then(
     assert then.figures(ev.WARD, "2021-04").dossiers.resolved.total == 0
     assert then.figures(ev.WARD, "2021-04").dossiers.in_progress.total == 1
     assert now.figures(ev.WARD, "2021-04").dossiers.resolved.total == 1
+
+
+async def test_dossier_history_shows_events_and_province_records_without_personal_data(
+    gateway: Gateway, client: Client
+) -> None:
+    applicant = {"name": "Nguyễn Văn Bí Mật", "id_number": "052090009999"}
+    await submit(client, ev.WARD, ev.received("H-1", applicant=applicant))
+    await submit(client, ev.WARD, ev.dossier_event("deadline_changed", "H-1"))
+    receipt = {
+        "message_id": "52-receipt-h1",
+        "kind": "receipt",
+        "unit": ev.WARD,
+        "dossier_id": "H-1",
+        "sent_at": "2021-04-09T09:00:00+07:00",
+        "body": {"note": "đã tiếp nhận"},
+    }
+    await client.request(inbound_subject(ev.WARD), msgspec.json.encode(receipt), timeout=5)
+    lines = await dossier_history(client, ev.WARD, "H-1")
+    assert [line.what for line in lines] == [
+        "dossier.received",
+        "dossier.deadline_changed",
+        "receipt",
+    ]
+    assert lines[2].source == "from province"
+    text = render(lines)
+    assert "Bí Mật" not in text
+    assert "052090009999" not in text
+    assert "personal data, not shown" in text

@@ -1,0 +1,162 @@
+"""The projector survives being killed (the process, SIGKILL) at any point mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+import pytest
+from nats.aio.client import Client
+from nats.js.api import DeliverPolicy
+
+from consumers import report_store
+from consumers.checkpoint import CheckpointStore
+from consumers.demo_traffic import generate
+from consumers.projector import ProjectorSettings, ReportProjector
+from gateway import connection
+from gateway.client import submit_batch
+from gateway.embedded import NatsServer
+from gateway.jetstream import JetStream
+from gateway.registry import Registry
+from gateway.service import Gateway
+from gateway.settings import NatsSettings
+from gateway.streams import EVENTS_STREAM, REPORTS_STREAM
+from schemas.report import Report
+
+
+def projector_process(url: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as stderr:  # the child keeps its own copy of the descriptor
+        return _start(url, env, stderr)
+
+
+def _start(url: str, env: dict[str, str], stderr: BinaryIO) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--roles", "projector"],
+        env={
+            **env,
+            "LIENTHONG_NATS_URL": url,
+            "LIENTHONG_PROJECTOR_COALESCE_SECONDS": "0.2",
+            "LIENTHONG_PROJECTOR_CHECKPOINT_EVENTS": "1000",
+            "LIENTHONG_PROJECTOR_CHECKPOINT_SECONDS": "0.5",
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
+
+
+async def projected_up_to(client: Client) -> int:
+    try:
+        info = await client.jetstream().consumer_info(EVENTS_STREAM, "reports-projector")
+    except Exception:
+        return 0
+    floor: int = info.ack_floor.stream_seq if info.ack_floor else 0
+    return floor
+
+
+async def all_revisions(client: Client) -> dict[str, list[int]]:
+    js = client.jetstream()
+    info = await js.stream_info(REPORTS_STREAM)
+    out: dict[str, list[int]] = defaultdict(list)
+    sub = await js.subscribe(
+        "onestop.reports.>", ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+    )
+    for _ in range(info.state.messages):
+        msg = await sub.next_msg(timeout=10)
+        out[msg.subject].append(msgspec.json.decode(msg.data, type=Report).revision)
+    await sub.unsubscribe()
+    return out
+
+
+@pytest.mark.slow
+async def test_projector_killed_mid_stream_resumes_without_counting_twice_or_skipping(
+    nats_server: NatsServer,
+    nats_settings: NatsSettings,
+    registry: Registry,
+    gateway: Gateway,
+    client: Client,
+    subprocess_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    traffic = generate(2021)
+    batches = [
+        (unit, events[i : i + 200])
+        for unit, events in traffic.events_by_unit.items()
+        for i in range(0, len(events), 200)
+    ]
+    # Interleave units, keep each unit's own order: round-robin over the units' batch lists.
+    per_unit: dict[str, list[list[bytes]]] = defaultdict(list)
+    for unit, chunk in batches:
+        per_unit[unit].append(chunk)
+    order = [
+        (unit, chunks[k])
+        for k in range(max(len(c) for c in per_unit.values()))
+        for unit, chunks in per_unit.items()
+        if k < len(chunks)
+    ]
+    thirds = [
+        order[: len(order) // 3],
+        order[len(order) // 3 : 2 * len(order) // 3],
+        order[2 * len(order) // 3 :],
+    ]
+    log = tmp_path / "projector.log"
+
+    async def play(part: list[tuple[str, list[bytes]]]) -> None:
+        for unit, chunk in part:
+            replies = await submit_batch(client, unit, chunk)
+            assert all(r.ok for r in replies)
+
+    first = projector_process(nats_server.url, subprocess_env, log)
+    await play(thirds[0])
+    checkpoints = CheckpointStore(client, "reports-projector")
+    for _ in range(400):  # until it has projected and checkpointed part of the log
+        checkpoint = await checkpoints.load() if await projected_up_to(client) > 2000 else None
+        if checkpoint is not None and checkpoint.seq > 0:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the projector never checkpointed")
+    first.kill()  # SIGKILL: no flush, no final checkpoint
+    first.wait()
+    assert first.returncode == -9
+    await play(thirds[1])  # events arrive while no projector runs
+    second = projector_process(nats_server.url, subprocess_env, log)
+    await play(thirds[2])
+    last_seq = (await client.jetstream().stream_info(EVENTS_STREAM)).state.last_seq
+    js = JetStream(client, 5)
+    for _ in range(600):
+        city = await report_store.current_report(js, "540", "2021-04")
+        if (
+            await projected_up_to(client) >= last_seq
+            and city is not None
+            and city.report.figures == traffic.expected_city_april
+        ):
+            break
+        await asyncio.sleep(0.1)
+    second.terminate()
+    assert second.wait(30) == 0, log.read_text()[-2000:]
+
+    city = await report_store.current_report(js, "540", "2021-04")
+    assert city is not None
+    assert city.report.figures == traffic.expected_city_april
+    # No revision published twice, none skipped: every subject's revisions are 1, 2, ..., n.
+    for subject, revisions in (await all_revisions(client)).items():
+        assert revisions == list(range(1, len(revisions) + 1)), subject
+    # And the figures equal a rebuild from the log alone.
+    rebuild_client = await connection.connect(nats_settings)
+    shadow = ReportProjector(
+        rebuild_client, registry, ProjectorSettings(durable="audit-rebuild"), publish=False
+    )
+    await shadow.start()
+    await shadow.wait_until_current()
+    await shadow.stop()
+    await rebuild_client.close()
+    for unit in shadow.book.units():
+        for period in shadow.book.periods(unit):
+            published = await report_store.current_report(js, unit, period)
+            assert published is not None, (unit, period)
+            assert published.report.figures == shadow.book.figures(unit, period), (unit, period)
