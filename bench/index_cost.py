@@ -65,9 +65,8 @@ async def main(total: int) -> None:
         assert all(f is not None for f in found)
         await client.close()
     print(f"{total:,} event ids written at {rate(total, written):,.0f}/s")
-    print(
-        f"disk:   {info.state.bytes / total:,.0f} bytes per event ({info.state.bytes / 2**20:,.0f} MiB)"
-    )
+    mib = info.state.bytes / 2**20
+    print(f"disk:   {info.state.bytes / total:,.0f} bytes per event ({mib:,.0f} MiB)")
     print(
         f"memory: {(after - before) * 2**20 / total:,.0f} bytes per event in nats-server "
         f"({after - before:,.0f} MiB)"
