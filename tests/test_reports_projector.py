@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 from nats.aio.client import Client
 
 from consumers import report_store
+from consumers.periods import period_end
 from consumers.projector import VN, ProjectorSettings, ReportProjector
 from consumers.province_view import follow_reports
 from gateway import connection
@@ -179,3 +180,77 @@ def test_delivery_is_read_from_both_reply_subject_forms() -> None:
         delivery_of("$JS.ACK.hub.ACCHASH.ONESTOP_EVENTS.p.1.42.7.1700000000000000000.3.rnd")
         == expected
     )
+
+
+async def test_provisional_reports_become_final_when_the_period_ends_without_an_event(
+    gateway: Gateway, nats_settings: NatsSettings, registry: Registry, client: Client
+) -> None:
+    now = datetime.now(VN).replace(microsecond=0)
+    start_of_month = now.replace(day=1, hour=0, minute=0, second=1)
+    event = ev.received(
+        "F-1",
+        occurred_at=start_of_month.isoformat(),
+        due_at=(start_of_month + timedelta(days=40)).isoformat(),
+    )
+    assert (await submit(client, ev.WARD, event))["ok"] is True
+    clock = {"now": now}
+    projector_client = await connection.connect(nats_settings)
+    p = ReportProjector(
+        projector_client,
+        registry,
+        ProjectorSettings(coalesce_seconds=0.1, tick_seconds=0.1),
+        clock=lambda: clock["now"],
+    )
+    await p.start()
+    await p.wait_until_current()
+    period = now.strftime("%Y-%m")
+    before = await report(client, ev.WARD, period)
+    assert before["final"] is False
+    # The month ends; no event arrives. The next tick republishes the report as final.
+    clock["now"] = period_end(period) + timedelta(seconds=1)
+    for _ in range(100):
+        current = await report(client, ev.WARD, period)
+        if current["final"]:
+            break
+        await asyncio.sleep(0.05)
+    assert current["final"] is True
+    assert current["revision"] == before["revision"] + 1
+    assert current["dossiers"] == before["dossiers"]  # due in 40 days: still within deadline
+    await p.stop()
+    await projector_client.close()
+
+
+async def test_provisional_reports_are_republished_at_least_daily(
+    gateway: Gateway, nats_settings: NatsSettings, registry: Registry, client: Client
+) -> None:
+    now = datetime.now(VN).replace(microsecond=0)
+    start_of_month = now.replace(day=1, hour=0, minute=0, second=1)
+    event = ev.received(
+        "D-1",
+        occurred_at=start_of_month.isoformat(),
+        due_at=(start_of_month + timedelta(days=40)).isoformat(),
+    )
+    assert (await submit(client, ev.WARD, event))["ok"] is True
+    clock = {"now": now}
+    projector_client = await connection.connect(nats_settings)
+    p = ReportProjector(
+        projector_client,
+        registry,
+        ProjectorSettings(coalesce_seconds=0.1, tick_seconds=0.1),
+        clock=lambda: clock["now"],
+    )
+    await p.start()
+    await p.wait_until_current()
+    period = now.strftime("%Y-%m")
+    before = await report(client, ev.WARD, period)
+    clock["now"] = min(
+        now + timedelta(days=1, seconds=1), period_end(period) - timedelta(seconds=1)
+    )
+    for _ in range(100):
+        current = await report(client, ev.WARD, period)
+        if current["revision"] > before["revision"]:
+            break
+        await asyncio.sleep(0.05)
+    assert current["revision"] == before["revision"] + 1
+    await p.stop()
+    await projector_client.close()
