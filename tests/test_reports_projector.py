@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
+import pytest
 from nats.aio.client import Client
 
 from consumers import report_store
@@ -182,73 +184,70 @@ def test_delivery_is_read_from_both_reply_subject_forms() -> None:
     )
 
 
-async def test_provisional_reports_become_final_when_the_period_ends_without_an_event(
+class Clock:
+    """The projector's clock, moved by the test; the month's start is when the dossier came."""
+
+    def __init__(self) -> None:
+        self.month_start = datetime.now(VN).replace(
+            day=1, hour=0, minute=0, second=1, microsecond=0
+        )
+        self.now = self.month_start + timedelta(days=1)
+        self.period = self.month_start.strftime("%Y-%m")
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def running_month(
     gateway: Gateway, nats_settings: NatsSettings, registry: Registry, client: Client
-) -> None:
-    now = datetime.now(VN).replace(microsecond=0)
-    start_of_month = now.replace(day=1, hour=0, minute=0, second=1)
+) -> AsyncIterator[tuple[Clock, dict[str, Any]]]:
+    """A dossier received this month (due in 40 days), projected with a clock the test moves;
+    yields the clock and the ward's first, provisional report."""
+    clock = Clock()
     event = ev.received(
-        "F-1",
-        occurred_at=start_of_month.isoformat(),
-        due_at=(start_of_month + timedelta(days=40)).isoformat(),
+        "M-1",
+        occurred_at=clock.month_start.isoformat(),
+        due_at=(clock.month_start + timedelta(days=40)).isoformat(),
     )
     assert (await submit(client, ev.WARD, event))["ok"] is True
-    clock = {"now": now}
     projector_client = await connection.connect(nats_settings)
-    p = ReportProjector(
-        projector_client,
-        registry,
-        ProjectorSettings(coalesce_seconds=0.1, tick_seconds=0.1),
-        clock=lambda: clock["now"],
-    )
+    settings = ProjectorSettings(coalesce_seconds=0.1, tick_seconds=0.1)
+    p = ReportProjector(projector_client, registry, settings, clock=clock)
     await p.start()
     await p.wait_until_current()
-    period = now.strftime("%Y-%m")
-    before = await report(client, ev.WARD, period)
-    assert before["final"] is False
-    # The month ends; no event arrives. The next tick republishes the report as final.
-    clock["now"] = period_end(period) + timedelta(seconds=1)
+    first = await report(client, ev.WARD, clock.period)
+    assert first["final"] is False
+    yield clock, first
+    await p.stop()
+    await projector_client.close()
+
+
+async def next_revision(client: Client, period: str, after: int) -> Any:
     for _ in range(100):
         current = await report(client, ev.WARD, period)
-        if current["final"]:
-            break
+        if current["revision"] > after:
+            return current
         await asyncio.sleep(0.05)
+    raise AssertionError(f"no revision after {after}")
+
+
+async def test_provisional_reports_become_final_when_the_period_ends_without_an_event(
+    running_month: tuple[Clock, dict[str, Any]], client: Client
+) -> None:
+    clock, before = running_month
+    clock.now = period_end(clock.period) + timedelta(seconds=1)  # the month ends, no event
+    current = await next_revision(client, clock.period, before["revision"])
     assert current["final"] is True
     assert current["revision"] == before["revision"] + 1
     assert current["dossiers"] == before["dossiers"]  # due in 40 days: still within deadline
-    await p.stop()
-    await projector_client.close()
 
 
 async def test_provisional_reports_are_republished_at_least_daily(
-    gateway: Gateway, nats_settings: NatsSettings, registry: Registry, client: Client
+    running_month: tuple[Clock, dict[str, Any]], client: Client
 ) -> None:
-    now = datetime.now(VN).replace(microsecond=0)
-    start_of_month = now.replace(day=1, hour=0, minute=0, second=1)
-    event = ev.received(
-        "D-1",
-        occurred_at=start_of_month.isoformat(),
-        due_at=(start_of_month + timedelta(days=40)).isoformat(),
-    )
-    assert (await submit(client, ev.WARD, event))["ok"] is True
-    clock = {"now": start_of_month + timedelta(days=1)}
-    projector_client = await connection.connect(nats_settings)
-    p = ReportProjector(
-        projector_client,
-        registry,
-        ProjectorSettings(coalesce_seconds=0.1, tick_seconds=0.1),
-        clock=lambda: clock["now"],
-    )
-    await p.start()
-    await p.wait_until_current()
-    period = now.strftime("%Y-%m")
-    before = await report(client, ev.WARD, period)
-    clock["now"] = start_of_month + timedelta(days=2, seconds=1)  # a day later, same month
-    for _ in range(100):
-        current = await report(client, ev.WARD, period)
-        if current["revision"] > before["revision"]:
-            break
-        await asyncio.sleep(0.05)
+    clock, before = running_month
+    clock.now += timedelta(days=1, seconds=1)  # a day later, still in the month
+    current = await next_revision(client, clock.period, before["revision"])
+    assert current["final"] is False
     assert current["revision"] == before["revision"] + 1
-    await p.stop()
-    await projector_client.close()
