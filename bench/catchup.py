@@ -19,7 +19,7 @@ import random
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -28,6 +28,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from bench.common import machine, private_server, rate
+from consumers.periods import VN
 from consumers.projector import ProjectorSettings, ReportProjector
 from gateway.registry import Registry
 from gateway.settings import StreamSettings
@@ -36,7 +37,6 @@ from gateway.subjects import event_subject
 from schemas.codec import EVENT_DECODER
 from schemas.events import Entity
 
-VN = timezone(timedelta(hours=7))
 START = datetime(2019, 1, 1, 8, tzinfo=VN)
 MONTHS = 24
 

@@ -39,7 +39,8 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
-from consumers.outbox import EVENT_SEQ, OutboxSettings, now_vn
+from consumers.outbox import EVENT_SEQ, OutboxSettings
+from consumers.periods import now_vn
 from gateway import logs
 from gateway.inbound import RECORDS_BUCKET, record_key, records_bucket
 from gateway.jetstream import JetStream, StoredMessage

@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import random
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
 
 import msgspec
 import nats.errors
@@ -29,6 +28,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from consumers.periods import now_vn
 from gateway import logs
 from gateway.event_log import DOSSIER_STATE, ORIGIN
 from gateway.jetstream import JetStream
@@ -52,7 +52,6 @@ from schemas.events import (
 )
 from schemas.interconnect import Envelope, EnvelopeKind, NoteBody, TransferBody
 
-VN = timezone(timedelta(hours=7))
 EVENT_SEQ = "Lienthong-Event-Seq"
 """Header of an outbox message: the event-log sequence of the event it was translated from."""
 DOSSIER_EVENTS = "onestop.events.*.dossier.>"
@@ -80,10 +79,6 @@ def message_id(unit: str, event_id: str) -> str:
     if len(candidate) <= MAX_MESSAGE_ID:
         return candidate
     return f"{unit}:sha256:{hashlib.sha256(event_id.encode()).hexdigest()}"
-
-
-def now_vn() -> datetime:
-    return datetime.now(VN)
 
 
 def status_note(event: Event) -> str:

@@ -69,3 +69,8 @@ def previous_period(period: str) -> str:
 def periods_from_to(first: str, last: str) -> list[str]:
     """Every period from `first` to `last`, both included; empty when `first` is after `last`."""
     return [period_name(i) for i in range(period_index(first), period_index(last) + 1)]
+
+
+def now_vn() -> datetime:
+    """The wall clock in Vietnam's time: what reports are generated at."""
+    return datetime.now(VN)

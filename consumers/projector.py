@@ -14,7 +14,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import msgspec
 import nats.errors
@@ -25,7 +25,7 @@ from nats.js.errors import NotFoundError
 
 from consumers import report_store
 from consumers.checkpoint import Checkpoint, CheckpointStore
-from consumers.periods import period_end
+from consumers.periods import now_vn, period_end
 from consumers.report_rules import ReportBook
 from consumers.report_store import Published
 from gateway import logs
@@ -35,12 +35,7 @@ from gateway.streams import EVENTS_STREAM
 from schemas.codec import EVENT_DECODER
 from schemas.report import Report
 
-VN = timezone(timedelta(hours=7))
 DAY = timedelta(days=1)
-
-
-def now_vn() -> datetime:
-    return datetime.now(VN)
 
 
 class ProjectorSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -147,7 +147,7 @@ def _command_nats(args: argparse.Namespace) -> NatsSettings:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from consumers.delivery import delivery_status, status_table
-    from consumers.outbox import now_vn
+    from consumers.periods import now_vn
 
     settings = _command_nats(args)
     registry = _registry(args)

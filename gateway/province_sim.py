@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import zlib
 from collections.abc import Coroutine
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime
 from typing import Any
 
 import msgspec
@@ -30,6 +30,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from consumers.periods import VN
 from gateway import logs
 from gateway.subjects import inbound_subject
 from schemas.codec import ENCODER, decode_body
@@ -42,7 +43,6 @@ from schemas.interconnect import (
     TransferBody,
 )
 
-VN = timezone(timedelta(hours=7))
 OK = b'{"ok":true}'
 NOT_OK = b'{"ok":false,"error":{"code":"refused","message":"the province refuses this dossier"}}'
 

@@ -32,7 +32,8 @@ from consumers.delivery import (
     resume_parked,
     status_table,
 )
-from consumers.outbox import OutboxSettings, OutboxTranslator, now_vn
+from consumers.outbox import OutboxSettings, OutboxTranslator
+from consumers.periods import now_vn
 from consumers.projector import ProjectorSettings, ReportProjector
 from gateway.embedded import NatsServer
 from gateway.province_sim import ProvinceSettings, ProvinceSimulator

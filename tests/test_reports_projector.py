@@ -12,8 +12,8 @@ import pytest
 from nats.aio.client import Client
 
 from consumers import report_store
-from consumers.periods import period_end
-from consumers.projector import VN, ProjectorSettings, ReportProjector
+from consumers.periods import VN, period_end
+from consumers.projector import ProjectorSettings, ReportProjector
 from consumers.province_view import follow_reports
 from gateway import connection
 from gateway.jetstream import JetStream
