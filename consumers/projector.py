@@ -30,6 +30,7 @@ from consumers.report_rules import ReportBook
 from consumers.report_store import Published
 from gateway import logs
 from gateway.jetstream import JetStream, WrongLastSequence, delivery_of
+from gateway.refusals import Unavailable
 from gateway.registry import Registry
 from gateway.streams import EVENTS_STREAM
 from schemas.codec import EVENT_DECODER
@@ -99,6 +100,11 @@ class ReportProjector:
             self.seq = checkpoint.seq
             self._latest = self.book.latest_period()
         self.published = await report_store.current_reports(self.client)
+        # Changes applied before the checkpoint may not have been published when the last run
+        # ended (a kill between a checkpoint and the next flush): judge every report of the
+        # restored book against what the stream holds. Unchanged ones are not republished.
+        for unit in self.book.units():
+            self._mark(unit, self.book.periods(unit)[0])
         await self._bind_consumer()
         self.log.info("projector.started", resume_after=self.seq, reports=len(self.published))
         self._task = asyncio.create_task(self._run())
@@ -188,7 +194,7 @@ class ReportProjector:
                 if self.publish_reports and now - last_tick >= s.tick_seconds:
                     self._tick()
                     last_tick = now
-            except nats.errors.Error as e:  # a broker away for a while must not end the loop
+            except (nats.errors.Error, Unavailable) as e:  # a broker away must not end the loop
                 self.log.warning("projector.step_failed", error=type(e).__name__)
                 await asyncio.sleep(1.0)
 
@@ -287,10 +293,20 @@ class ReportProjector:
             seq = await report_store.publish(self._js, report, previous.seq if previous else 0)
         except WrongLastSequence:
             # Another projector published this subject: take its revision as ours and re-judge.
+            self._mark(report.unit, report.period)
             current = await report_store.current_report(self._js, report.unit, report.period)
             if current is not None:
                 self.published[key] = current
-            self._dirty.setdefault(report.unit, report.period)
+            return 0
+        except (nats.errors.Error, Unavailable) as e:
+            # Not stored (no leader, time-out): judge it again at the next flush, never drop it.
+            self.log.warning(
+                "projector.publish_failed",
+                unit=report.unit,
+                period=report.period,
+                error=type(e).__name__,
+            )
+            self._mark(report.unit, report.period)
             return 0
         self.published[key] = Published(report, seq)
         return 1

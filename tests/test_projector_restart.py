@@ -1,4 +1,5 @@
-"""The projector survives being killed (the process, SIGKILL) at any point mid-stream."""
+"""The projector survives being killed (the process, SIGKILL) at any point mid-stream, and a
+report the log could not store for a while."""
 
 from __future__ import annotations
 
@@ -22,11 +23,15 @@ from gateway import connection
 from gateway.client import submit_batch
 from gateway.embedded import NatsServer
 from gateway.jetstream import JetStream
+from gateway.refusals import Unavailable
 from gateway.registry import Registry
 from gateway.service import Gateway
 from gateway.settings import NatsSettings
 from gateway.streams import EVENTS_STREAM, REPORTS_STREAM
 from schemas.report import Report
+from tests import events as ev
+from tests.conftest import FAST_PROJECTOR
+from tests.helpers import submit
 
 
 def projector_process(url: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -160,3 +165,58 @@ async def test_projector_killed_mid_stream_resumes_without_counting_twice_or_ski
             published = await report_store.current_report(js, unit, period)
             assert published is not None, (unit, period)
             assert published.report.figures == shadow.book.figures(unit, period), (unit, period)
+
+
+async def test_changes_checkpointed_before_they_were_published_are_published_after_a_restart(
+    gateway: Gateway, nats_settings: NatsSettings, registry: Registry, client: Client
+) -> None:
+    # A projector that applies and checkpoints but dies before its next flush.
+    await submit(client, ev.WARD, [ev.received("K-1"), ev.received("K-2")])
+    first_client = await connection.connect(nats_settings)
+    never_flushes = ProjectorSettings(coalesce_seconds=3600)
+    first = ReportProjector(first_client, registry, never_flushes)
+    await first.start()
+    last_seq = (await client.jetstream().stream_info(EVENTS_STREAM)).state.last_seq
+    for _ in range(200):
+        if first.seq >= last_seq:
+            break
+        await asyncio.sleep(0.05)
+    await first.checkpoint()
+    assert first._task is not None
+    first._task.cancel()  # killed: no flush, no final checkpoint
+    await first_client.close()
+    assert await report_store.current_report(JetStream(client, 5), ev.WARD, "2021-04") is None
+
+    second_client = await connection.connect(nats_settings)
+    second = ReportProjector(second_client, registry, FAST_PROJECTOR)
+    await second.start()
+    await second.wait_until_current()
+    await second.stop()
+    await second_client.close()
+    published = await report_store.current_report(JetStream(client, 5), ev.WARD, "2021-04")
+    assert published is not None
+    assert published.report.dossiers.received.new == 2
+    assert published.report.revision == 1
+
+
+async def test_a_report_the_log_could_not_store_is_published_at_the_next_flush(
+    projector: ReportProjector, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_publish = report_store.publish
+    failures = [Unavailable("the event log did not confirm the write in time")]
+
+    async def publish_failing_once(js: JetStream, report: Report, expected_seq: int) -> int:
+        if failures:
+            raise failures.pop()
+        return await real_publish(js, report, expected_seq)
+
+    monkeypatch.setattr(report_store, "publish", publish_failing_once)
+    await submit(client, ev.WARD, ev.received("U-1"))
+    for _ in range(100):
+        found = await report_store.current_report(JetStream(client, 5), ev.WARD, "2021-04")
+        if found is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert not failures
+    assert found is not None
+    assert found.report.dossiers.received.new == 1
