@@ -44,6 +44,7 @@ from consumers.periods import now_vn
 from gateway import logs
 from gateway.inbound import RECORDS_BUCKET, record_key, records_bucket
 from gateway.jetstream import JetStream, StoredMessage
+from gateway.last_values import kv_values
 from gateway.refusals import Unavailable
 from gateway.registry import Registry
 from gateway.streams import OUTBOX_PREFIX, OUTBOX_STREAM
@@ -580,18 +581,8 @@ async def _bucket(client: Client) -> KeyValue | None:
 
 async def records_for_dossier(client: Client, unit: str, dossier_id: str) -> list[DeliveryRecord]:
     """The outbound delivery records of one dossier, in the order of the events they came from."""
-    kv = await _bucket(client)
-    if kv is None:
-        return []
-    # nats-py's KeyWatcher is untyped: Any at this boundary.
-    watcher: Any = await kv.watch(f"{unit}.{encode_key(dossier_id)}.out.>", ignore_deletes=True)
-    records: list[DeliveryRecord] = []
-    try:
-        while (entry := await watcher.updates(timeout=10.0)) is not None:
-            if entry.value:
-                records.append(_RECORD.decode(entry.value))
-    finally:
-        await watcher.stop()
+    pattern = f"{unit}.{encode_key(dossier_id)}.out.>"
+    records = [_RECORD.decode(v) for v in await kv_values(client, RECORDS_BUCKET, pattern)]
     records.sort(key=lambda r: r.event_seq)
     return records
 

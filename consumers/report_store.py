@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import msgspec
 from nats.aio.client import Client
-from nats.js.api import DeliverPolicy
 
 from gateway.jetstream import JetStream, WrongLastSequence
+from gateway.last_values import last_per_subject
 from gateway.streams import REPORTS_STREAM
 from gateway.subjects import REPORTS_PREFIX, report_subject
 from schemas.report import Report
@@ -27,25 +27,10 @@ class Published(msgspec.Struct, frozen=True):
 
 async def current_reports(client: Client) -> dict[tuple[str, str], Published]:
     """The last report of every (unit, period), read with one ordered consumer."""
-    js = client.jetstream()
-    info = await js.stream_info(REPORTS_STREAM)
     out: dict[tuple[str, str], Published] = {}
-    if info.state.messages == 0:
-        return out
-    sub = await js.subscribe(
-        f"{REPORTS_PREFIX}.>",
-        ordered_consumer=True,
-        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-    )
-    try:
-        while True:
-            msg = await sub.next_msg(timeout=10)
-            report = _REPORT.decode(msg.data)
-            out[(report.unit, report.period)] = Published(report, msg.metadata.sequence.stream)
-            if msg.metadata.num_pending == 0:
-                break
-    finally:
-        await sub.unsubscribe()
+    for msg in await last_per_subject(client, REPORTS_STREAM, f"{REPORTS_PREFIX}.>"):
+        report = _REPORT.decode(msg.data)
+        out[(report.unit, report.period)] = Published(report, msg.metadata.sequence.stream)
     return out
 
 

@@ -14,8 +14,9 @@ from nats.aio.client import Client
 
 from consumers.delivery import records_for_dossier
 from gateway.event_log import ORIGIN, ORIGIN_MESSAGE_ID
-from gateway.inbound import InboundRecord, records_bucket, values_matching
+from gateway.inbound import RECORDS_BUCKET, InboundRecord
 from gateway.jetstream import JetStream
+from gateway.last_values import kv_values
 from gateway.streams import EVENTS_STREAM
 from gateway.subjects import encode_key, event_subject
 from schemas.events import Entity
@@ -73,7 +74,7 @@ async def dossier_history(client: Client, unit: str, dossier_id: str) -> list[Hi
             )
         )
     pattern = f"{unit}.{encode_key(dossier_id)}.in.>"
-    for value in await values_matching(await records_bucket(client), pattern):
+    for value in await kv_values(client, RECORDS_BUCKET, pattern):
         inbound = _INBOUND.decode(value)
         lines.append(
             HistoryLine(

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 from nats.aio.client import Client
@@ -81,22 +80,6 @@ async def records_bucket(client: Client, replicas: int = 1) -> KeyValue:
                 history=1,
             )
         )
-
-
-async def values_matching(kv: KeyValue, pattern: str) -> list[bytes]:
-    """The current values of the keys matching a subject pattern (`a.b.>`), in key order.
-
-    A watch, not `kv.keys(filters=...)`: nats-py 2.16's filtered key listing misses keys.
-    """
-    watcher: Any = await kv.watch(pattern, ignore_deletes=True)  # nats-py's watcher is untyped
-    values: list[bytes] = []
-    try:
-        while (entry := await watcher.updates(timeout=10.0)) is not None:
-            if entry.value:
-                values.append(entry.value)
-    finally:
-        await watcher.stop()
-    return values
 
 
 def decode_envelope(payload: bytes, unit: str, registry: Registry) -> Envelope:
