@@ -90,6 +90,7 @@ class ReportProjector:
         self._behind = 0
         self._report_units: dict[str, tuple[str, ...]] = {}
         self._unacked: Msg | None = None
+        self._catch_up_to = 0
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -105,8 +106,17 @@ class ReportProjector:
         # restored book against what the stream holds. Unchanged ones are not republished.
         for unit in self.book.units():
             self._mark(unit, self.book.periods(unit)[0])
+        # Publish nothing until the log as it is now has been read: figures of a half-read log
+        # are older than those already published, and would go out as new revisions.
+        info = await self.client.jetstream().stream_info(EVENTS_STREAM)
+        self._catch_up_to = info.state.last_seq
         await self._bind_consumer()
-        self.log.info("projector.started", resume_after=self.seq, reports=len(self.published))
+        self.log.info(
+            "projector.started",
+            resume_after=self.seq,
+            catch_up_to=self._catch_up_to,
+            reports=len(self.published),
+        )
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -182,7 +192,13 @@ class ReportProjector:
                     if self._behind > s.max_ack_pending
                     else s.coalesce_seconds
                 )
-                if self.publish_reports and self._dirty and now - last_flush >= interval:
+                caught_up = self.seq >= self._catch_up_to
+                if (
+                    self.publish_reports
+                    and caught_up
+                    and self._dirty
+                    and now - last_flush >= interval
+                ):
                     await self.flush()
                     last_flush = now
                 if (

@@ -19,7 +19,8 @@ Boundaries (the contract's "before X" is read as strictly earlier everywhere):
 - a resolution exactly at its due_at is not late (late means strictly after);
 - a deadline change judges a resolution only if it occurred strictly before it, and counts for
   the in-progress split at a period's end only if it occurred strictly before that end; a
-  dossier closed exactly at a period's end is not in progress at that end;
+  dossier closed exactly at a period's end is still in progress at that end (it closed in the
+  next period);
 - a dossier whose due_at equals the end is within its deadline (overdue means due strictly
   before the end);
 - among deadline changes that qualify, the one with the latest `occurred_at` is "the last";

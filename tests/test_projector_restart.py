@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import BinaryIO
@@ -13,9 +14,11 @@ from typing import BinaryIO
 import msgspec
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from consumers import report_store
+from consumers.checkpoint import BUCKET as CHECKPOINT_BUCKET
 from consumers.checkpoint import CheckpointStore
 from consumers.demo_traffic import generate
 from consumers.projector import ProjectorSettings, ReportProjector
@@ -220,3 +223,40 @@ async def test_a_report_the_log_could_not_store_is_published_at_the_next_flush(
     assert not failures
     assert found is not None
     assert found.report.dossiers.received.new == 1
+
+
+async def test_a_rebuild_from_empty_publishes_no_half_counted_revision(
+    gateway: Gateway,
+    nats_settings: NatsSettings,
+    registry: Registry,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await submit(client, ev.WARD, [ev.received(f"E-{i}") for i in range(300)])
+    first_client = await connection.connect(nats_settings)
+    first = ReportProjector(first_client, registry, FAST_PROJECTOR)
+    await first.start()
+    await first.wait_until_current()
+    await first.stop()
+    await first_client.close()
+    js = JetStream(client, 5)
+    published = await report_store.current_report(js, ev.WARD, "2021-04")
+    assert published is not None
+    # The checkpoint lost: the next projector starts from an empty book, and reads slowly.
+    checkpoints = await client.jetstream().object_store(CHECKPOINT_BUCKET)
+    await checkpoints.delete("reports-projector")
+    real_apply = ReportProjector._apply
+
+    def slow_apply(self: ReportProjector, msg: Msg, seq: int) -> None:
+        time.sleep(0.003)
+        real_apply(self, msg, seq)
+
+    monkeypatch.setattr(ReportProjector, "_apply", slow_apply)
+    second_client = await connection.connect(nats_settings)
+    second = ReportProjector(second_client, registry, FAST_PROJECTOR)
+    await second.start()
+    await second.wait_until_current()
+    await second.stop()
+    await second_client.close()
+    current = await report_store.current_report(js, ev.WARD, "2021-04")
+    assert current == published  # same figures: no new revision, least of all a smaller one
