@@ -25,7 +25,7 @@ from nats.js.kv import KeyValue
 from gateway import logs
 from gateway.event_log import ORIGIN, ORIGIN_MESSAGE_ID, EventLog
 from gateway.intake import Candidate, Intake
-from gateway.refusals import Invalid, Refusal, UnitMismatch, UnknownEntity, UnknownUnit
+from gateway.refusals import Invalid, Malformed, Refusal, UnitMismatch, UnknownEntity, UnknownUnit
 from gateway.registry import Registry
 from gateway.subjects import encode_key, event_subject
 from schemas.codec import ENCODER, decode_body, field_of, plain_message
@@ -86,10 +86,12 @@ def decode_envelope(payload: bytes, unit: str, registry: Registry) -> Envelope:
     try:
         envelope = _ENVELOPE.decode(payload)
     except msgspec.ValidationError as e:
+        if not isinstance(msgspec.json.decode(payload), dict):
+            raise Malformed("the envelope must be a JSON object") from e
         field = field_of(e)
         raise Invalid(f"{field or 'envelope'}: {plain_message(e)}", field=field) from e
-    except msgspec.DecodeError as e:
-        raise Invalid(f"the envelope is not valid JSON: {e}") from e
+    except msgspec.DecodeError as e:  # ValidationError is a DecodeError: caught above first
+        raise Malformed(f"the envelope is not valid JSON: {e}") from e
     if envelope.kind not in INBOUND_KINDS:
         raise Invalid(
             f"kind {envelope.kind.value!r} does not go from the province to a unit", field="kind"

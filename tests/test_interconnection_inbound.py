@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import pytest
 from nats.aio.client import Client
 
 from gateway.event_log import ORIGIN
@@ -149,3 +150,13 @@ async def test_receipt_is_recorded_on_the_dossier_not_in_the_log(
     entry = await kv.get(record_key(ev.WARD, "HS-IN-7", "in", "52-receipt-1"))
     assert entry.value is not None
     assert msgspec.json.decode(entry.value)["kind"] == "receipt"
+
+
+@pytest.mark.parametrize("payload", [b"not json", b"[1, 2]", b'"a string"', b"42", b"{"])
+async def test_an_envelope_that_is_not_a_json_object_is_malformed(
+    gateway: Gateway, client: Client, payload: bytes
+) -> None:
+    reply = await client.request(inbound_subject(ev.WARD), payload, timeout=10)
+    answer = msgspec.json.decode(reply.data)
+    assert answer["ok"] is False
+    assert answer["error"]["code"] == "malformed"
