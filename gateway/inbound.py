@@ -23,9 +23,17 @@ from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFo
 from nats.js.kv import KeyValue
 
 from gateway import logs
-from gateway.event_log import ORIGIN, ORIGIN_MESSAGE_ID, EventLog
+from gateway.event_log import MSG_ID, ORIGIN, ORIGIN_MESSAGE_ID, EventLog, msg_id
 from gateway.intake import Candidate, Intake
-from gateway.refusals import Invalid, Malformed, Refusal, UnitMismatch, UnknownEntity, UnknownUnit
+from gateway.refusals import (
+    Conflict,
+    Invalid,
+    Malformed,
+    Refusal,
+    UnitMismatch,
+    UnknownEntity,
+    UnknownUnit,
+)
 from gateway.registry import Registry
 from gateway.subjects import encode_key, event_subject
 from schemas.codec import ENCODER, decode_body, field_of, plain_message
@@ -148,6 +156,8 @@ class InboundService:
             field = f"body.{field_of(e)}" if field_of(e) else "body"
             raise Invalid(f"{field}: {plain_message(e)}", field=field) from e
         event_id = inbound_event_id(envelope.message_id)
+        if await self._stored(envelope.unit, event_id):
+            return  # a resend (its sent_at, even its body, may differ): stored once already
         event: Event
         if envelope.kind is EnvelopeKind.RESULT:
             assert isinstance(body, ResultBody)
@@ -176,9 +186,22 @@ class InboundService:
             raise Invalid(problem.message, field=field)
         headers = {ORIGIN: "province", ORIGIN_MESSAGE_ID: envelope.message_id}
         [reply] = await self.intake.record([Candidate(event, ENCODER.encode(event), headers)])
-        if not isinstance(reply, Accepted):
-            detail = reply.error
-            raise _refusal_of(detail.code.value)(detail.message, field=detail.field)
+        if isinstance(reply, Accepted):
+            return
+        detail = reply.error
+        if detail.code is Conflict.code and await self._stored(envelope.unit, event_id):
+            return  # a resend racing its first sending, which was stored first
+        raise _refusal_of(detail.code.value)(detail.message, field=detail.field)
+
+    async def _stored(self, unit: str, event_id: str) -> bool:
+        """Whether the event a message_id becomes is in the log (the event-id index's claim is
+        followed by that very event when it was stored, as `Intake` appends it)."""
+        found = await self.intake.index.get(unit, event_id)
+        if found is None:
+            return False
+        claim = found[0]
+        stored = await self.event_log.next_after(claim.subject, claim.after_seq)
+        return stored is not None and stored.headers.get(MSG_ID) == msg_id(unit, event_id)
 
     async def _record(self, envelope: Envelope, body: NoteBody) -> None:
         subject = event_subject(envelope.unit, Entity.DOSSIER, envelope.dossier_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import msgspec
@@ -9,13 +11,17 @@ import pytest
 from nats.aio.client import Client
 
 from gateway.event_log import ORIGIN
-from gateway.inbound import RECORDS_BUCKET, record_key
+from gateway.inbound import RECORDS_BUCKET, inbound_event_id, record_key
 from gateway.service import Gateway
+from gateway.settings import StreamSettings
 from gateway.streams import EVENTS_STREAM
 from gateway.subjects import event_subject, inbound_subject
 from schemas.events import Entity
 from tests import events as ev
-from tests.helpers import log_size, submit
+from tests.conftest import GatewayStarter
+from tests.helpers import jetstream_remembers, log_size, submit
+
+WINDOW = 0.5
 
 
 def envelope(kind: str, dossier_id: str, message_id: str, **body: Any) -> dict[str, Any]:
@@ -160,3 +166,58 @@ async def test_an_envelope_that_is_not_a_json_object_is_malformed(
     answer = msgspec.json.decode(reply.data)
     assert answer["ok"] is False
     assert answer["error"]["code"] == "malformed"
+
+
+@pytest.fixture
+async def short_window(gateways: GatewayStarter) -> Gateway:
+    """A gateway whose streams keep JetStream's own msg-id window for half a second only."""
+    return await gateways.start(streams=StreamSettings(duplicate_window_seconds=WINDOW))
+
+
+async def outlive_the_window(client: Client, dossier_id: str, message_id: str) -> None:
+    subject = event_subject(ev.WARD, Entity.DOSSIER, dossier_id)
+    event_id = inbound_event_id(message_id)
+    deadline = time.monotonic() + 10 * WINDOW + 5
+    while await jetstream_remembers(client, ev.WARD, event_id, subject):
+        assert time.monotonic() < deadline, "JetStream never forgot the msg id"
+        await asyncio.sleep(WINDOW / 4)
+
+
+@pytest.mark.parametrize("after_the_window", [False, True])
+async def test_a_resend_a_day_later_is_acknowledged_and_stored_once(
+    short_window: Gateway, client: Client, after_the_window: bool
+) -> None:
+    d = "HS-IN-8"
+    await received_dossier(client, d)
+    supplement = envelope("supplement_request", d, "52-supp-8", note="thiếu giấy tờ")
+    result = envelope(
+        "result", d, "52-result-8", outcome="approved", resolved_at="2021-05-07T08:30:00+07:00"
+    )
+    records = [envelope(kind, d, f"52-{kind}-8", note="ghi chú") for kind in NOTE_KINDS]
+    first = [supplement, result, *records]
+    for message in first:
+        assert await send(client, message) == {"ok": True}, message["kind"]
+    before = await log_size(client)
+    kv = await client.jetstream().key_value(RECORDS_BUCKET)
+    kept = {m["message_id"]: (await kv.get(key_of(m))).value for m in records}
+    if after_the_window:
+        await outlive_the_window(client, d, "52-supp-8")
+        await outlive_the_window(client, d, "52-result-8")
+    for message in first:
+        again = {**message, "sent_at": "2021-05-07T09:00:00+07:00"}
+        assert await send(client, again) == {"ok": True}, message["kind"]
+    assert await log_size(client) == before
+    for m in records:
+        assert (await kv.get(key_of(m))).value == kept[m["message_id"]]  # the first, untouched
+    stored = await client.jetstream().get_last_msg(
+        EVENTS_STREAM, event_subject(ev.WARD, Entity.DOSSIER, d)
+    )
+    assert stored.data is not None
+    assert msgspec.json.decode(stored.data)["type"] == "dossier.resolved"
+
+
+NOTE_KINDS = ("receipt", "status", "rejected")
+
+
+def key_of(message: dict[str, Any]) -> str:
+    return record_key(ev.WARD, message["dossier_id"], "in", message["message_id"])
