@@ -1,7 +1,8 @@
 """What `lienthong serve` runs in one process: the gateway, the report projector, the forwarder.
 
 The forwarder is the outbound half of interconnection: the outbox translator and the delivery
-worker (consumers.outbox, consumers.delivery). Run it in one process of a deployment.
+worker (consumers.outbox, consumers.delivery). Any number of processes may carry the role: the
+one holding the forwarder lease runs it, the others stand by (consumers.forwarder).
 
 Each part has its own connection and keeps everything it knows in JetStream, so parts can run
 in separate processes or on separate machines with the same settings.
@@ -9,8 +10,8 @@ in separate processes or on separate machines with the same settings.
 
 from __future__ import annotations
 
-from consumers.delivery import DeliveryWorker, ForwarderSettings
-from consumers.outbox import OutboxTranslator
+from consumers.delivery import ForwarderSettings
+from consumers.forwarder import Forwarder
 from consumers.projector import ProjectorSettings, ReportProjector
 from gateway import connection
 from gateway.registry import Registry
@@ -38,8 +39,7 @@ class Node:
         self.projector_settings = projector or ProjectorSettings()
         self.projector: ReportProjector | None = None
         self.forwarder_settings = forwarder or ForwarderSettings()
-        self.outbox: OutboxTranslator | None = None
-        self.delivery: DeliveryWorker | None = None
+        self.forwarder: Forwarder | None = None
 
     async def start(self) -> None:
         await self.gateway.start()  # provisions the streams the others read
@@ -52,21 +52,19 @@ class Node:
 
     async def _start_forwarder(self) -> None:
         client = await connection.connect(self.nats)
-        settings = self.forwarder_settings
-        self.outbox = OutboxTranslator(client, self.registry, settings.outbox)
-        self.delivery = DeliveryWorker(
-            client, self.registry, settings, replicas=self.gateway.stream_settings.replicas
+        self.forwarder = Forwarder(
+            client,
+            self.registry,
+            self.forwarder_settings,
+            replicas=self.gateway.stream_settings.replicas,
         )
-        await self.outbox.start()
-        await self.delivery.start()
+        await self.forwarder.start()
 
     async def stop(self) -> None:
         await self.gateway.stop()
         if self.projector is not None:
             await self.projector.stop()  # flushed and checkpointed: nothing left to drain
             await self.projector.client.close()
-        if self.delivery is not None:
-            await self.delivery.stop()  # unacknowledged messages stay in the outbox
-        if self.outbox is not None:
-            await self.outbox.stop()
-            await self.outbox.client.close()
+        if self.forwarder is not None:
+            await self.forwarder.stop()  # unacknowledged messages stay in the outbox
+            await self.forwarder.client.close()

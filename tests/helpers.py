@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -104,3 +106,19 @@ async def connected(url: str) -> AsyncIterator[Client]:
         yield nc
     finally:
         await nc.close()
+
+
+async def until(
+    check: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0, what: str = ""
+) -> None:
+    """Poll `check` (sync or async) until it holds; fail saying `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        await asyncio.sleep(0.02)

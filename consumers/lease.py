@@ -1,0 +1,122 @@
+"""One holder at a time across processes and machines: a lease that expires unless renewed.
+
+The forwarder must run in one process of a deployment (two translators could interleave a
+dossier's messages, two delivery workers could send them out of order), yet every `lienthong
+serve` may carry the forwarder role so that another takes over when one dies. The lease is a key
+in the KV bucket ONESTOP_LEASES, whose entries expire after `ttl` seconds (the bucket's max age):
+`create` takes it only when nobody holds it, the holder renews it every `ttl / 3` with a
+compare-and-set on its own revision, and a holder that cannot renew for `2/3 ttl` gives up before
+anyone else can take it over. A holder that dies is replaced within `ttl`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KeyValue
+
+from gateway import logs
+
+LEASES_BUCKET = "ONESTOP_LEASES"
+
+
+class Lease:
+    """`acquire` until held, then `hold` until lost or told to stop, then `release`."""
+
+    def __init__(self, client: Client, name: str, ttl: float = 15.0, replicas: int = 1) -> None:
+        self.client = client
+        self.name = name
+        self.ttl = ttl
+        self.replicas = replicas
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.log = logs.get("lienthong.lease")
+        self._kv: KeyValue | None = None
+        self._revision = 0
+        self._renewed = 0.0  # monotonic time of the last confirmed write
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            js = self.client.jetstream()
+            try:
+                self._kv = await js.key_value(LEASES_BUCKET)
+            except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
+                self._kv = await js.create_key_value(
+                    KeyValueConfig(
+                        bucket=LEASES_BUCKET,
+                        description="lienthong leases: who runs a once-per-deployment role",
+                        storage=StorageType.FILE,
+                        replicas=self.replicas,
+                        history=1,
+                        ttl=self.ttl,
+                    )
+                )
+        return self._kv
+
+    @property
+    def held(self) -> bool:
+        return self._revision > 0 and time.monotonic() - self._renewed < self.ttl * 2 / 3
+
+    async def try_acquire(self) -> bool:
+        """Take the lease if nobody holds it; True when it is ours."""
+        started = time.monotonic()
+        try:
+            kv = await self._bucket()
+            self._revision = await kv.create(self.name, self.holder.encode())
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return False  # someone holds it
+        except nats.errors.Error as e:
+            self.log.warning("lease.unreachable", lease=self.name, error=type(e).__name__)
+            return False
+        self._renewed = started
+        self.log.info("lease.acquired", lease=self.name, holder=self.holder)
+        return True
+
+    async def acquire(self, stopping: asyncio.Event) -> bool:
+        """Until the lease is ours (True) or `stopping` is set (False)."""
+        while not stopping.is_set():
+            if await self.try_acquire():
+                return True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=self.ttl / 3)
+        return False
+
+    async def hold(self, stopping: asyncio.Event) -> bool:
+        """Renew until `stopping` is set (True) or the lease is lost (False)."""
+        kv = await self._bucket()
+        while self.held:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=self.ttl / 3)
+            if stopping.is_set():
+                return True
+            started = time.monotonic()
+            try:
+                self._revision = await kv.update(
+                    self.name, self.holder.encode(), last=self._revision
+                )
+                self._renewed = started
+            except nats.js.errors.KeyWrongLastSequenceError:
+                break  # expired and taken by another: it is theirs now
+            except nats.errors.Error as e:
+                # Unconfirmed: keep trying while it can still be ours (`held` says how long).
+                self.log.warning("lease.renew_failed", lease=self.name, error=type(e).__name__)
+        self._revision = 0
+        self.log.warning("lease.lost", lease=self.name, holder=self.holder)
+        return False
+
+    async def release(self) -> None:
+        """Give the lease up at once (if still ours), so another holder need not wait for `ttl`."""
+        if self._revision == 0 or self._kv is None:
+            return
+        with contextlib.suppress(nats.errors.Error):
+            await self._kv.delete(self.name, last=self._revision)
+            self.log.info("lease.released", lease=self.name, holder=self.holder)
+        self._revision = 0
