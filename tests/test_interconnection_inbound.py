@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 from nats.aio.client import Client
+from nats.js.errors import KeyNotFoundError
 
 from gateway.event_log import ORIGIN
 from gateway.inbound import RECORDS_BUCKET, inbound_event_id, record_key
@@ -156,6 +157,18 @@ async def test_receipt_is_recorded_on_the_dossier_not_in_the_log(
     entry = await kv.get(record_key(ev.WARD, "HS-IN-7", "in", "52-receipt-1"))
     assert entry.value is not None
     assert msgspec.json.decode(entry.value)["kind"] == "receipt"
+
+
+async def test_a_receipt_for_a_dossier_never_received_is_unknown_entity(
+    gateway: Gateway, client: Client
+) -> None:
+    receipt = envelope("receipt", "HS-NEVER-R", "52-receipt-never", note="đã tiếp nhận")
+    reply = await send(client, receipt)
+    assert reply["ok"] is False
+    assert reply["error"]["code"] == "unknown_entity"
+    kv = await client.jetstream().key_value(RECORDS_BUCKET)
+    with pytest.raises(KeyNotFoundError):
+        await kv.get(key_of(receipt))
 
 
 @pytest.mark.parametrize("payload", [b"not json", b"[1, 2]", b'"a string"', b"42", b"{"])
