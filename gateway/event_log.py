@@ -11,6 +11,7 @@ import msgspec
 from gateway.jetstream import JetStream, StoredMessage
 from gateway.lifecycle import DossierState, EntityState
 from gateway.streams import EVENTS_STREAM
+from gateway.subjects import encode_key
 
 MSG_ID = "Nats-Msg-Id"
 DOSSIER_STATE = "Lienthong-Dossier"
@@ -24,8 +25,13 @@ _STATE = msgspec.json.Decoder(DossierState)
 
 
 def msg_id(unit: str, event_id: str) -> str:
-    """JetStream's Nats-Msg-Id of an event: event_ids are unique per unit, not across units."""
-    return f"{unit}:{event_id}"
+    """JetStream's Nats-Msg-Id of an event: event_ids are unique per unit, not across units.
+
+    The id is escaped: nats-py strips a header value's surrounding whitespace and turns CR/LF
+    into spaces, which would give `E` and `E ` one msg id. The escaped form survives as is, so
+    it also reads back equal to what was written.
+    """
+    return f"{unit}:{encode_key(event_id)}"
 
 
 def dossier_state(message: StoredMessage) -> DossierState | None:

@@ -15,7 +15,7 @@ import msgspec
 
 from gateway import lifecycle
 from gateway.event_index import Claim, EventIndex
-from gateway.event_log import EventLog, msg_id
+from gateway.event_log import MSG_ID, EventLog, msg_id
 from gateway.jetstream import WrongLastSequence
 from gateway.lifecycle import EntityState
 from gateway.refusals import Conflict, Refusal, Unavailable
@@ -149,9 +149,7 @@ class Intake:
                 return None
             claim = found[0]
         stored = await self.log.next_after(claim.subject, claim.after_seq)
-        if stored is None or stored.headers.get("Nats-Msg-Id") != msg_id(
-            event.unit, event.event_id
-        ):
+        if stored is None or stored.headers.get(MSG_ID) != msg_id(event.unit, event.event_id):
             return None
         if stored.data != c.body:
             raise _reused(event.event_id)

@@ -171,6 +171,48 @@ async def test_duplicate_of_dossier_received_after_the_window_and_after_closing(
     assert await log_size(client) == 3
 
 
+# Header values lose surrounding whitespace (incl. U+00A0) and CR/LF on the way through nats-py:
+# ids differing only there must still be different events, in the window and after it.
+WHITESPACE_IDS = ["E", "E ", " E", "E\u00a0", "E\t", "a b", "a\nb", "a\rb", "a\r\nb"]
+
+
+async def test_event_ids_differing_only_in_whitespace_are_different_events(
+    gateway: Gateway, client: Client
+) -> None:
+    events = [ev.document(f"VB-{i}", event_id=eid) for i, eid in enumerate(WHITESPACE_IDS)]
+    for event in events:  # one by one, so each is judged against the window holding the others
+        reply = await submit(client, ev.WARD, event)
+        assert (reply["ok"], reply["duplicate"]) == (True, False), (event["event_id"], reply)
+    assert await log_size(client) == len(events)
+
+
+async def test_whitespace_event_ids_in_one_batch_are_different_events(
+    gateway: Gateway, client: Client
+) -> None:
+    events = [ev.copy(f"SC-{i}", event_id=eid) for i, eid in enumerate(WHITESPACE_IDS)]
+    replies = await submit(client, ev.WARD, events)
+    assert [(r["ok"], r["duplicate"]) for r in replies] == [(True, False)] * len(events), replies
+    assert [r["event_id"] for r in replies] == WHITESPACE_IDS
+    assert await log_size(client) == len(events)
+
+
+async def test_repeatable_event_with_whitespace_id_resent_after_the_window_is_stored_once(
+    short_window: Gateway, client: Client
+) -> None:
+    received = ev.received("HS-1")
+    repeatable = [
+        ev.dossier_event("supplement_requested", "HS-1", event_id="E1 "),
+        ev.dossier_event("deadline_changed", "HS-1", event_id="\u00a0E2"),
+        ev.dossier_event("transferred", "HS-1", event_id="E\n3"),
+    ]
+    firsts = await submit(client, ev.WARD, [received, *repeatable])
+    assert all(r["ok"] and not r["duplicate"] for r in firsts), firsts
+    await outlive_the_window(client, repeatable[0])
+    for event, first in zip(repeatable, firsts[1:], strict=True):
+        assert await submit(client, ev.WARD, event) == {**first, "duplicate": True}
+    assert await log_size(client) == 1 + len(repeatable)
+
+
 # --- lost answers ---------------------------------------------------------------------------------
 
 
