@@ -1,5 +1,6 @@
-"""A report as the province reads it: a table with the city report's Vietnamese row names beside
-English ones and Vietnamese number formatting (5.618; 99,12%), or as JSON or CSV."""
+"""A report as the province reads it: a table with the city report's own Vietnamese wording
+(`reference/quy-nhon-2021-04.md`) beside English row names, numbers formatted the Vietnamese way
+(5.618; 99,12%); or as JSON or CSV."""
 
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ def rows(report: Report) -> list[Row]:
         ("  Kỳ trước chuyển sang", "  carried over", r.carried_over, "n"),
         ("  Tiếp nhận mới", "  newly received", r.new, "n"),
         ("    Trực tiếp", "    at the counter", r.new_by_channel.direct, "n"),
-        ("    Trực tuyến", "    online", r.new_by_channel.online, "n"),
+        ("    Trực tuyến mức độ 3, mức độ 4", "    online", r.new_by_channel.online, "n"),
         ("    Qua dịch vụ bưu chính", "    by post", r.new_by_channel.postal, "n"),
-        ("Đã giải quyết", "Resolved", d.resolved.total, "n"),
+        ("Đã giải quyết và trả kết quả", "Resolved", d.resolved.total, "n"),
+        ("  Đúng và trước hạn", "  on time or early", d.resolved.early + d.resolved.on_time, "n"),
         ("  Trước hạn", "  early", d.resolved.early, "n"),
         ("  Đúng hạn", "  on time", d.resolved.on_time, "n"),
-        ("  Trễ hạn", "  late", d.resolved.late, "n"),
+        ("  Trễ hẹn", "  late", d.resolved.late, "n"),
         ("  Tỷ lệ đúng hẹn", "  on-time rate", d.resolved.on_time_rate, "%"),
         ("Rút hồ sơ", "Withdrawn", d.withdrawn, "n"),
         ("Đang giải quyết", "In progress", d.in_progress.total, "n"),
@@ -45,16 +47,16 @@ def rows(report: Report) -> list[Row]:
             d.online_procedures.level4,
             "n",
         ),
-        ("Văn bản ban hành", "Documents issued", doc.issued, "n"),
+        ("Văn bản điện tử ban hành", "Documents issued", doc.issued, "n"),
         (
-            "  Ký số, gửi qua trục liên thông",
+            "  Ký số, gửi qua trục liên thông của tỉnh",
             "  signed and sent via the axis",
             doc.signed_and_sent,
             "n",
         ),
         ("  Tỷ lệ", "  rate", doc.rate, "%"),
         ("Chứng thực bản sao", "Copies certified", cp.certified, "n"),
-        ("  Bản sao điện tử", "  electronic", cp.electronic, "n"),
+        ("  Chứng thực bản sao điện tử", "  electronic", cp.electronic, "n"),
     ]
 
 

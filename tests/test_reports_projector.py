@@ -251,3 +251,19 @@ async def test_provisional_reports_are_republished_at_least_daily(
     current = await next_revision(client, clock.period, before["revision"])
     assert current["final"] is False
     assert current["revision"] == before["revision"] + 1
+
+
+async def test_a_later_period_of_one_unit_gives_every_unit_its_reports_up_to_it(
+    projector: ReportProjector, client: Client
+) -> None:
+    await submit(client, ev.WARD, ev.received("W-1", occurred_at="2021-04-05T08:00:00+07:00"))
+    await projector.wait_until_current()
+    # Another ward's June event makes June the log's latest period: the first ward's open
+    # dossier is carried into May and June, so it has reports for them with no event of its own.
+    june = ev.copy("C-OTHER", unit=ev.OTHER_WARD, occurred_at="2021-06-03T08:00:00+07:00")
+    await submit(client, ev.OTHER_WARD, june)
+    await projector.wait_until_current()
+    for period in ("2021-05", "2021-06"):
+        later = await report(client, ev.WARD, period)
+        assert later["dossiers"]["received"]["carried_over"] == 1, period
+        assert later["dossiers"]["in_progress"]["total"] == 1, period
