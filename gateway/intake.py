@@ -65,16 +65,17 @@ class Intake:
         candidates: list[Candidate],
         replies: list[Reply | None],
     ) -> None:
-        try:
-            state = await self._initial_state(subject, candidates[indices[0]].event)
-        except Unavailable as u:
-            for i in indices:
-                replies[i] = u.reply(candidates[i].event.event_id)
-            return
+        # None: not read yet. A creation event's entity is then assumed new (its append expects
+        # sequence 0; if the entity exists after all, `_one` re-reads and re-judges), which saves
+        # a read for most events. A refusal leaves the state as it was: still unread after a
+        # refused creation, whose assumption proved nothing about the entity.
+        state: EntityState | None = None
         for n, i in enumerate(indices):
             c = candidates[i]
             try:
-                reply, state = await self._one(subject, state, c)
+                if state is None and not isinstance(c.event, CREATION_EVENTS):
+                    state = await self.log.entity_state(subject)
+                reply, state = await self._one(subject, state or EntityState(), c)
             except Unavailable as u:
                 # This entity's later events cannot be judged without knowing the outcome.
                 for j in indices[n:]:
@@ -84,13 +85,6 @@ class Intake:
                 replies[i] = r.reply(c.event.event_id)
                 continue
             replies[i] = reply
-
-    async def _initial_state(self, subject: str, first: Event) -> EntityState:
-        """A creation event's entity is assumed new: its append expects sequence 0, and if the
-        entity exists after all, `_one` re-reads and re-judges. Saves a read for most events."""
-        if isinstance(first, CREATION_EVENTS):
-            return EntityState()
-        return await self.log.entity_state(subject)
 
     async def _one(
         self, subject: str, state: EntityState, c: Candidate

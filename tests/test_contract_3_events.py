@@ -306,6 +306,34 @@ async def test_dossier_resolved_twice_is_refused_conflict(gateway: Gateway, clie
     assert (await refused(client, again))[0] == "conflict"
 
 
+async def test_events_after_a_refused_second_receipt_in_one_batch_see_the_real_dossier(
+    gateway: Gateway, client: Client
+) -> None:
+    """A refused dossier.received says nothing of the dossier: what follows it is judged on the
+    log, not on the empty dossier the receipt would have created."""
+    await accepted(client, ev.received("HS-1"))
+    batch = [
+        ev.received("HS-1", occurred_at="2021-04-06T08:00:00+07:00"),  # conflict: received twice
+        ev.dossier_event("supplement_requested", "HS-1"),
+        ev.received("HS-1", occurred_at="2021-04-07T08:00:00+07:00"),  # conflict again
+        ev.dossier_event("resolved", "HS-1"),
+        ev.dossier_event("withdrawn", "HS-1"),  # conflict: resolved just before
+    ]
+    replies = await submit(client, ev.WARD, batch)
+    assert [r["ok"] for r in replies] == [False, True, False, True, False], replies
+    assert {error_of(r)[0] for r in replies if not r["ok"]} == {"conflict"}
+    assert await log_subjects(client) == {f"onestop.events.{ev.WARD}.dossier.HS-1": 3}
+
+
+async def test_documents_after_a_refused_creation_in_one_batch_are_still_refused(
+    gateway: Gateway, client: Client
+) -> None:
+    await accepted(client, ev.document("VB-1"))
+    replies = await submit(client, ev.WARD, [ev.document("VB-1"), ev.document("VB-1")])
+    assert [error_of(r)[0] for r in replies] == ["conflict", "conflict"]
+    assert await log_size(client) == 1
+
+
 @pytest.mark.parametrize("change", CHANGES)
 @pytest.mark.parametrize("closing", ["withdrawn", "resolved"])
 async def test_change_after_the_dossier_is_closed_is_refused_conflict(
