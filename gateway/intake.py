@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import msgspec
 
-from gateway import lifecycle
+from gateway import lifecycle, logs
 from gateway.event_index import Claim, EventIndex
 from gateway.event_log import MSG_ID, EventLog, msg_id
 from gateway.jetstream import WrongLastSequence
@@ -39,6 +39,7 @@ class Intake:
     def __init__(self, log: EventLog, index: EventIndex) -> None:
         self.log = log
         self.index = index
+        self.logger = logs.get("lienthong.intake")
 
     async def record(self, candidates: list[Candidate]) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(candidates)
@@ -77,13 +78,13 @@ class Intake:
                     state = await self.log.entity_state(subject)
                 reply, state = await self._one(subject, state or EntityState(), c)
             except Unavailable as u:
-                # This entity's later events cannot be judged without knowing the outcome.
-                for j in indices[n:]:
-                    replies[j] = u.reply(candidates[j].event.event_id)
-                return
+                return _answer_rest(u, indices[n:], candidates, replies)
             except Refusal as r:
                 replies[i] = r.reply(c.event.event_id)
                 continue
+            except Exception as e:  # a bug or an error nothing maps: still answer every event
+                self.logger.error("intake.failed", error=type(e).__name__)
+                return _answer_rest(_lost_error(), indices[n:], candidates, replies)
             replies[i] = reply
 
     async def _one(
@@ -150,6 +151,14 @@ class Intake:
         return Accepted(seq=stored.seq, duplicate=True, event_id=event.event_id)
 
 
+def _answer_rest(
+    u: Unavailable, indices: list[int], candidates: list[Candidate], replies: list[Reply | None]
+) -> None:
+    """An entity's later events cannot be judged without knowing how this one ended."""
+    for j in indices:
+        replies[j] = u.reply(candidates[j].event.event_id)
+
+
 def _reused(event_id: str) -> Conflict:
     return Conflict(
         f"event_id {event_id!r} was already used for a different event; "
@@ -167,5 +176,9 @@ def _repeat(first_reply: Reply | None, first: Candidate, again: Candidate) -> Re
     return first_reply if first_reply is not None else _lost()
 
 
+def _lost_error() -> Unavailable:
+    return Unavailable("the gateway could not finish this event; retry")
+
+
 def _lost() -> Reply:
-    return Unavailable("the gateway could not finish this event; retry").reply()
+    return _lost_error().reply()

@@ -2,7 +2,8 @@
 
 nats-py's JetStream context hides status replies behind generic errors and costs a JSON parse
 per call; here every answer becomes a typed result or one of two named errors: `Unavailable`
-(nothing answered in time, no stream leader, no responders: safe to retry) and
+(nothing answered in time, no stream leader, no responders, any trouble of the connection:
+safe to retry) and
 `WrongLastSequence` (another writer appended first: re-read and re-judge).
 """
 
@@ -52,6 +53,11 @@ class WrongLastSequence(Exception):
 def _expire(waiter: asyncio.Future[Msg]) -> None:
     if not waiter.done():
         waiter.set_exception(nats.errors.TimeoutError())
+
+
+def _connection_trouble(error: nats.errors.Error, what: str) -> str:
+    name = type(error).__name__
+    return f"the gateway's connection could not carry a {what} to the event log ({name}); retry"
 
 
 class _ApiError(msgspec.Struct, frozen=True):
@@ -138,6 +144,8 @@ class JetStream:
             raise Unavailable("the event log is not reachable (no JetStream responder)") from e
         except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as e:
             raise Unavailable("the event log did not confirm the write in time") from e
+        except nats.errors.Error as e:  # reconnecting, draining, buffer full, ...: a resend tells
+            raise Unavailable(_connection_trouble(e, "write")) from e
         if reply.headers and reply.headers.get("Status") == "503":
             raise Unavailable("the event log is not reachable (no JetStream responder)")
         ack = _PUBACK.decode(reply.data)
@@ -168,6 +176,8 @@ class JetStream:
             raise Unavailable("the event log is not reachable (no JetStream responder)") from e
         except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as e:
             raise Unavailable("the event log did not answer a read in time") from e
+        except nats.errors.Error as e:
+            raise Unavailable(_connection_trouble(e, "read")) from e
         headers: dict[str, str] = dict(reply.headers or {})
         status = headers.get("Status")
         if status == "404":

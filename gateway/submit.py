@@ -15,7 +15,14 @@ import msgspec
 
 from gateway import logs
 from gateway.intake import Candidate, Intake
-from gateway.refusals import Invalid, Malformed, Refusal, UnitMismatch, UnknownUnit
+from gateway.refusals import (
+    Invalid,
+    Malformed,
+    Refusal,
+    Unavailable,
+    UnitMismatch,
+    UnknownUnit,
+)
 from gateway.registry import Registry
 from schemas.codec import ENCODER, EVENT_DECODER, field_of, plain_message
 from schemas.replies import Accepted, Refused, Reply
@@ -117,8 +124,23 @@ class SubmitService:
         return ENCODER.encode(replies if is_batch else replies[0])
 
     async def handle(self, unit: str, items: list[msgspec.Raw]) -> list[Reply]:
-        now = self.clock()
         replies: list[Reply | None] = [None] * len(items)
+        try:
+            await self._judge(unit, items, replies)
+        except Exception as e:
+            # Last resort: whatever broke, every event still gets a contract reply. The type only
+            # is logged: an error's text may quote the event, and events hold personal data.
+            self.log.error("submit.failed", unit=unit, events=len(items), error=type(e).__name__)
+            lost = Unavailable("the gateway could not finish this event; retry")
+            for i, r in enumerate(replies):
+                if r is None:
+                    replies[i] = lost.reply(event_id_of(items[i]))
+        return [r for r in replies if r is not None]
+
+    async def _judge(
+        self, unit: str, items: list[msgspec.Raw], replies: list[Reply | None]
+    ) -> None:
+        now = self.clock()
         candidates: list[Candidate] = []
         positions: list[int] = []
         for i, raw in enumerate(items):
@@ -129,7 +151,6 @@ class SubmitService:
                 replies[i] = refusal.reply(event_id_of(raw))
         for i, reply in zip(positions, await self.intake.record(candidates), strict=True):
             replies[i] = reply
-        return [r for r in replies if r is not None]
 
     def _log_batch(self, unit: str, events: int, replies: list[Reply], started: float) -> None:
         refused = Counter(r.error.code.value for r in replies if isinstance(r, Refused))

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
-from nats.aio.client import Client
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import msgspec
+import nats.errors
+import pytest
+from nats.aio.client import Client
+from structlog.testing import capture_logs
+
+from gateway.embedded import NatsServer
+from gateway.jetstream import JetStream, PubAck
+from gateway.refusals import Unavailable
+from gateway.registry import Registry
 from gateway.service import Gateway
+from gateway.settings import NatsSettings
+from gateway.subjects import event_subject
+from schemas.events import Entity
 from tests import events as ev
-from tests.helpers import log_size, submit
+from tests.helpers import connected, log_size, submit, submit_service
 
 
 async def test_accepted_reply_carries_seq_and_event_id(gateway: Gateway, client: Client) -> None:
@@ -68,3 +82,129 @@ async def test_resent_received_then_next_event_in_one_batch(
     assert replies[0]["duplicate"] is True
     assert replies[1]["ok"] is True, replies[1]
     assert replies[1]["duplicate"] is False
+
+
+# --- unexpected errors: every event still answered ----------------------------------------------
+
+CONNECTION_TROUBLE = [
+    nats.errors.OutboundBufferLimitError,
+    nats.errors.ConnectionReconnectingError,
+    nats.errors.ConnectionDrainingError,
+    nats.errors.StaleConnectionError,
+]
+
+
+def _failing_publish(
+    error: type[Exception], real: Callable[..., Awaitable[None]], prefixes: tuple[str, ...]
+) -> Callable[..., Awaitable[None]]:
+    async def publish(subject: str, *args: Any, **kwargs: Any) -> None:
+        if subject.startswith(prefixes):
+            raise error()
+        await real(subject, *args, **kwargs)
+
+    return publish
+
+
+@pytest.mark.parametrize("error", CONNECTION_TROUBLE)
+async def test_connection_trouble_on_the_event_log_is_unavailable(
+    nats_server: NatsServer, error: type[Exception], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with connected(nats_server.url) as nc:
+        monkeypatch.setattr(nc, "publish", _failing_publish(error, nc.publish, ("",)))
+        js = JetStream(nc, 1.0)
+        with pytest.raises(Unavailable, match=error.__name__):
+            await js.publish("onestop.events.x", b"{}", {})
+        with pytest.raises(Unavailable, match=error.__name__):
+            await js.last_on_subject("ONESTOP_EVENTS", "onestop.events.x")
+
+
+@pytest.mark.parametrize("error", CONNECTION_TROUBLE)
+async def test_connection_trouble_is_answered_unavailable_event_by_event(
+    gateway: Gateway,
+    nats_server: NatsServer,
+    error: type[Exception],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = [ev.received("HS-1"), ev.received("HS-2", channel="online"), ev.copy("SC-1")]
+    # Only the gateway's JetStream requests fail; the submission and its reply still travel.
+    stores = ("onestop.events.", "onestop.eventids.", "$JS.API.DIRECT.")
+    failing = _failing_publish(error, gateway.client.publish, stores)
+    monkeypatch.setattr(gateway.client, "publish", failing)
+    async with connected(nats_server.url) as client:
+        replies = await submit(client, ev.WARD, events)
+        monkeypatch.undo()
+        assert [r["event_id"] for r in replies] == [e["event_id"] for e in events]
+        assert [r["error"]["code"] for r in replies] == ["unavailable", "invalid", "unavailable"]
+        assert error.__name__ in replies[0]["error"]["message"]
+        assert await log_size(client) == 0
+        # nothing was stored, so a resend is accepted
+        again = await submit(client, ev.WARD, [events[0], events[2]])
+        assert [(r["ok"], r["duplicate"]) for r in again] == [(True, False)] * 2, again
+
+
+class _Broken(JetStream):
+    """A JetStream whose writes to one entity fail with an error nothing maps (a bug)."""
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str],
+        *,
+        expected_last_subject_seq: int | None = None,
+    ) -> PubAck:
+        if subject == event_subject(ev.WARD, Entity.DOCUMENT, "VB-1"):
+            raise KeyError("a bug")
+        return await super().publish(
+            subject, payload, headers, expected_last_subject_seq=expected_last_subject_seq
+        )
+
+
+async def test_unexpected_error_on_one_entity_is_unavailable_for_its_events_only(
+    gateway: Gateway, nats_settings: NatsSettings, registry: Registry, client: Client
+) -> None:
+    service, nc = await submit_service(nats_settings.servers[0], registry, _Broken)
+    events = [ev.copy("SC-1"), ev.document("VB-1"), ev.document("VB-1"), ev.received("HS-1")]
+    try:
+        with capture_logs() as logged:
+            replies = msgspec.json.decode(await service.submit(ev.WARD, ev.wire(events)))
+    finally:
+        await nc.close()
+    assert [r["event_id"] for r in replies] == [e["event_id"] for e in events]
+    assert [r["ok"] for r in replies] == [True, False, False, True], replies
+    assert [r["error"]["code"] for r in replies[1:3]] == ["unavailable", "unavailable"]
+    assert {"event": "intake.failed", "error": "KeyError", "log_level": "error"} in logged
+    assert await log_size(client) == 2
+
+
+async def test_unexpected_error_leaves_no_event_unanswered(
+    gateway: Gateway,
+    nats_settings: NatsSettings,
+    registry: Registry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last resort: the refusals already found stand, every other event is unavailable."""
+    service, nc = await submit_service(nats_settings.servers[0], registry)
+
+    async def broken(candidates: Any) -> Any:
+        raise RuntimeError(f"a bug quoting {candidates}")
+
+    monkeypatch.setattr(service.intake, "record", broken)
+    applicant = {"name": "Nguyễn Văn A", "id_number": "052090000001"}
+    good, bad = ev.received("HS-1", applicant=applicant), ev.copy("SC-1", electronic="yes")
+    try:
+        with capture_logs() as logged:
+            batch = msgspec.json.decode(await service.submit(ev.WARD, ev.wire([good, bad, 42])))
+            one = msgspec.json.decode(await service.submit(ev.WARD, ev.wire(good)))
+    finally:
+        await nc.close()
+    assert [r["event_id"] for r in batch] == [good["event_id"], bad["event_id"], None]
+    assert [r["error"]["code"] for r in batch] == ["unavailable", "invalid", "malformed"]
+    assert one == batch[0]
+    failures = [e for e in logged if e["event"] == "submit.failed"]
+    assert failures == [
+        {"event": "submit.failed", "log_level": "error", "unit": ev.WARD, "events": n,
+         "error": "RuntimeError"}
+        for n in (3, 1)
+    ]  # fmt: skip
+    assert "Nguyễn" not in repr(logged)
