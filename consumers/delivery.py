@@ -399,17 +399,17 @@ class DeliveryWorker:
             now = now_vn()
             first_at = first_at or now
             if error is None:
-                await self._write(
-                    head.record(
-                        DeliveryStatus.DELIVERED,
-                        attempts=attempts,
-                        first_attempt_at=first_at,
-                        last_attempt_at=now,
-                        acknowledged_at=now,
-                        last_error=last_error,
-                        resumed_at=resumed_at,
-                    )
+                delivered = head.record(
+                    DeliveryStatus.DELIVERED,
+                    attempts=attempts,
+                    first_attempt_at=first_at,
+                    last_attempt_at=now,
+                    acknowledged_at=now,
+                    last_error=last_error,
+                    resumed_at=resumed_at,
                 )
+                if not await self._write(delivered):
+                    return  # stopping: unacknowledged, so the next start delivers and records it
                 self.delivered += 1
                 await self._done(d, head, ack=True)
                 return
@@ -547,19 +547,22 @@ class DeliveryWorker:
                 continue
             return _RECORD.decode(entry.value) if entry.value else None
 
-    async def _write(self, record: DeliveryRecord) -> None:
-        """Write a record, retrying until it is stored (a delivery is never left unrecorded)."""
+    async def _write(self, record: DeliveryRecord) -> bool:
+        """Write a record, retrying until it is stored; False only if the worker stops first.
+
+        A delivery is never left unrecorded: its outbox message is acknowledged only after True.
+        """
         assert self._records is not None
         key = outbound_key(record.unit, record.dossier_id, record.message_id)
         delay = self.settings.first_delay
         while True:
             try:
                 await self._records.put(key, msgspec.json.encode(record))
-                return
+                return True
             except nats.errors.Error as e:
                 self.log.warning("delivery.record_unwritable", error=type(e).__name__)
                 if self._stopping.is_set():
-                    return
+                    return False
                 await self._sleep(random.uniform(0, delay))
                 delay = min(delay * 2, self.settings.max_delay)
 

@@ -36,6 +36,7 @@ from consumers.outbox import OutboxSettings, OutboxTranslator
 from consumers.periods import now_vn
 from consumers.projector import ProjectorSettings, ReportProjector
 from gateway.embedded import NatsServer
+from gateway.inbound import RECORDS_BUCKET
 from gateway.province_sim import ProvinceSettings, ProvinceSimulator
 from gateway.registry import Registry, RegistryFile
 from gateway.service import Gateway
@@ -567,3 +568,25 @@ async def test_delivery_records_stay_out_of_the_event_log(harness: Harness, unit
     reply = await submit(unit, ev.WARD, ev.dossier_event("result_returned", "HS-N1"))
     assert reply["ok"] is True
     assert reply["seq"] == seqs[-1] + 1
+
+
+async def test_a_delivery_whose_record_cannot_be_written_stays_owed(
+    harness: Harness, unit: Client
+) -> None:
+    sim = await harness.province(delay=1.0)
+    f = await harness.forwarder(msgspec.structs.replace(FAST, request_timeout=3.0))
+    await accepted(unit, ev.WARD, lifecycle("HS-W1")[:2])
+    await until(lambda: sim.requests == 1, what="the transfer's request")
+    # While the province takes its time, the records bucket goes away: the acknowledged
+    # delivery cannot be recorded, and the worker is stopped while it keeps trying.
+    await unit.jetstream().delete_key_value(RECORDS_BUCKET)
+    await asyncio.sleep(1.5)
+    assert sim.received_unique == 1
+    await harness.stop(f)
+    assert await outbox_size(unit) == 1  # not acknowledged: nothing says it was delivered
+
+    await harness.forwarder(msgspec.structs.replace(FAST, request_timeout=3.0))  # new bucket
+    await until(lambda: settled(unit), what="delivery and its record after the restart")
+    [record] = await records_for_dossier(unit, ev.WARD, "HS-W1")
+    assert record.status is DeliveryStatus.DELIVERED
+    assert sim.resends == 1  # sent again, the same message_id: the province deduplicates
