@@ -7,6 +7,8 @@ itself (header `Lienthong-Origin: province`). Each envelope is published to the 
 (ONESTOP_OUTBOX, subject `onestop.outbox.<unit>.<dossier_key>`) with `Nats-Msg-Id` = its
 message_id, and only then are the events acknowledged: what is owed lives in JetStream, never
 only in memory, and a crash between the two publishes it again as a duplicate the stream drops.
+A batch that fails is kept and retried, never skipped, so a dossier's later event never reaches
+the outbox before an earlier one.
 
 The message_id is `<unit>:<event_id>`: event ids are unique per unit for ever, so a message
 translated twice (a crash, a re-created consumer) is the same message for the delivery worker's
@@ -66,7 +68,7 @@ class OutboxSettings(msgspec.Struct, frozen=True, kw_only=True):
     ack_wait: float = 30.0
     """After a crash, the unacknowledged batch is translated again after this long."""
     retry_delay: float = 0.5
-    """First delay before republishing to an outbox that did not confirm (doubles, up to 30 s)."""
+    """First delay before retrying a batch that failed (doubles, up to 30 s)."""
 
 
 def outbox_subject(unit: str, dossier_id: str) -> str:
@@ -165,36 +167,53 @@ class OutboxTranslator:
                 continue
             except nats.errors.Error as e:  # connection trouble: the batch comes back later
                 self.log.warning("outbox.fetch_failed", error=type(e).__name__)
-                await asyncio.sleep(self.settings.retry_delay)
+                await self._sleep(self.settings.retry_delay)
                 continue
             if msgs:  # a pull request that expired empty may come back as []
                 await self._handle(msgs)
 
     async def _handle(self, msgs: list[Msg]) -> None:
-        """Translate a batch, publish what it owes (each dossier's in order), then ack it all."""
+        """Translate a batch, publish what it owes (each dossier's in order), then ack it all.
+
+        Whatever fails, the batch is kept (in progress) and tried again until done or stopping:
+        fetching past it would let a dossier's later event into the outbox before an earlier one.
+        """
         delay = self.settings.retry_delay
+        published = False
         while True:
             try:
-                owed = [m for m in [await self.translate(msg) for msg in msgs] if m is not None]
-                by_dossier: dict[str, list[OutboxMessage]] = defaultdict(list)
-                for message in owed:
-                    by_dossier[message.subject].append(message)
-                await asyncio.gather(*(self._publish_in_order(ms) for ms in by_dossier.values()))
+                if not published:
+                    await self._publish(msgs)
+                    published = True
+                await msgs[-1].ack()  # AckPolicy.ALL: every event of the batch up to this one
                 break
             except Unavailable as e:
-                # JetStream did not answer: nothing is lost (the events are not acknowledged);
-                # keep them ours and try again. Republishing is deduplicated by message_id.
+                # JetStream did not answer: nothing is lost (the events are not acknowledged).
+                # Republishing is deduplicated by message_id.
                 self.log.warning("outbox.retry", error=str(e), batch=len(msgs))
-                if self._stopping.is_set():
-                    return  # unacknowledged: the batch is translated again after a restart
-                for msg in msgs:
-                    with contextlib.suppress(nats.errors.Error):
-                        await msg.in_progress()
-                await asyncio.sleep(random.uniform(0, delay))
-                delay = min(delay * 2, 30.0)
-        last = msgs[-1]
-        await last.ack()  # AckPolicy.ALL: every event of the batch up to this one
-        self.seq = last.metadata.sequence.stream
+            except nats.errors.Error as e:
+                self.log.warning("outbox.retry", error=type(e).__name__, batch=len(msgs))
+            except Exception as e:  # a bug must not end the translator without a word
+                self.log.error("outbox.failed", error=type(e).__name__, batch=len(msgs))
+            if self._stopping.is_set():
+                return  # unacknowledged: the batch is translated again after a restart
+            for msg in msgs:  # keep them ours while we wait
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.in_progress()
+            await self._sleep(random.uniform(0, delay))
+            delay = min(delay * 2, 30.0)
+        self.seq = msgs[-1].metadata.sequence.stream
+
+    async def _publish(self, msgs: list[Msg]) -> None:
+        owed = [m for m in [await self.translate(msg) for msg in msgs] if m is not None]
+        by_dossier: dict[str, list[OutboxMessage]] = defaultdict(list)
+        for message in owed:
+            by_dossier[message.subject].append(message)
+        await asyncio.gather(*(self._publish_in_order(ms) for ms in by_dossier.values()))
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     async def _publish_in_order(self, messages: list[OutboxMessage]) -> None:
         for message in messages:
@@ -214,7 +233,7 @@ class OutboxTranslator:
         try:
             event = EVENT_DECODER.decode(msg.data)
             state = _STATE.decode(raw_state) if raw_state else None
-        except msgspec.ValidationError:
+        except msgspec.DecodeError:  # not JSON, or not an event: nothing it could owe
             self.log.error("outbox.undecodable_event", seq=seq)
             return None
         if not isinstance(event, DossierEvent) or state is None:

@@ -20,8 +20,10 @@ from typing import Any
 
 import msgspec
 import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from consumers.delivery import (
     DeliveryStatus,
@@ -32,7 +34,7 @@ from consumers.delivery import (
     resume_parked,
     status_table,
 )
-from consumers.outbox import OutboxSettings, OutboxTranslator
+from consumers.outbox import OutboxMessage, OutboxSettings, OutboxTranslator
 from consumers.periods import now_vn
 from consumers.projector import ProjectorSettings, ReportProjector
 from gateway.embedded import NatsServer
@@ -590,3 +592,40 @@ async def test_a_delivery_whose_record_cannot_be_written_stays_owed(
     [record] = await records_for_dossier(unit, ev.WARD, "HS-W1")
     assert record.status is DeliveryStatus.DELIVERED
     assert sim.resends == 1  # sent again, the same message_id: the province deduplicates
+
+
+class FlakyTranslator(OutboxTranslator):
+    """Fails in the middle of a batch: a nats error, then an unexpected one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failures: list[Exception] = [
+            nats.errors.ConnectionReconnectingError(),
+            RuntimeError("a bug"),
+        ]
+
+    async def translate(self, msg: Msg) -> OutboxMessage | None:
+        if self.failures:
+            raise self.failures.pop(0)
+        return await super().translate(msg)
+
+
+async def test_an_error_while_translating_a_batch_is_retried_never_fatal(
+    harness: Harness, unit: Client, nats_server: NatsServer
+) -> None:
+    sim = await harness.province()
+    nc = await nats.connect(nats_server.url)
+    outbox = FlakyTranslator(nc, harness.registry, FAST.outbox)
+    delivery = DeliveryWorker(nc, harness.registry, FAST)
+    await outbox.start()
+    await delivery.start()
+    try:
+        events = lifecycle("HS-F1")
+        await accepted(unit, ev.WARD, events)
+        await until(lambda: settled(unit), what="delivery after the errors")
+        assert outbox.failures == []
+        assert_in_order(sim, events)
+    finally:
+        await delivery.stop()
+        await outbox.stop()
+        await nc.close()
