@@ -5,10 +5,10 @@ A durable pull consumer (`interconnect-outbox`) reads every dossier event once. 
 an interconnected dossier becomes a `status` envelope, except those that came from the province
 itself (header `Lienthong-Origin: province`). Each envelope is published to the outbox stream
 (ONESTOP_OUTBOX, subject `onestop.outbox.<unit>.<dossier_key>`) with `Nats-Msg-Id` = its
-message_id, and only then are the events acknowledged: what is owed lives in JetStream, never
-only in memory, and a crash between the two publishes it again as a duplicate the stream drops.
-A batch that fails is kept and retried, never skipped, so a dossier's later event never reaches
-the outbox before an earlier one.
+message_id, and only then are the events acknowledged, each one on its own (an ack never covers
+another process's events): what is owed lives in JetStream, never only in memory, and a crash
+between the two publishes it again as a duplicate the stream drops. A batch that fails is kept
+and retried, never skipped, so a dossier's later event never reaches the outbox before an earlier.
 
 The message_id is `<unit>:<event_id>`: event ids are unique per unit for ever, so a message
 translated twice (a crash, a re-created consumer) is the same message for the delivery worker's
@@ -26,6 +26,7 @@ from collections import defaultdict
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -129,15 +130,30 @@ class OutboxTranslator:
         config = ConsumerConfig(
             durable_name=self.settings.durable,
             description="lienthong interconnection: dossier events to the outbox",
-            ack_policy=AckPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
             deliver_policy=DeliverPolicy.ALL,
             max_ack_pending=self.settings.fetch_batch * 4,
             ack_wait=self.settings.ack_wait,
             max_deliver=-1,
             filter_subject=DOSSIER_EVENTS,
         )
-        # Created once and kept: its ack floor is what has been translated. (Re-adding with the
-        # same name updates the editable settings and keeps the position.)
+        try:
+            existing = await js.consumer_info(EVENTS_STREAM, self.settings.durable)
+        except nats.js.errors.NotFoundError:
+            existing = None
+        if existing is not None:
+            # The API's answer holds plain strings, not the enums.
+            if AckPolicy(existing.config.ack_policy) is not AckPolicy.EXPLICIT:
+                # An earlier version's AckPolicy.ALL consumer, which JetStream cannot change in
+                # place: a new one starts where its acknowledgements ended.
+                await js.delete_consumer(EVENTS_STREAM, self.settings.durable)
+                config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+                config.opt_start_seq = existing.ack_floor.stream_seq + 1
+            else:  # not editable: keep what it was created with
+                config.deliver_policy = DeliverPolicy(existing.config.deliver_policy)
+                config.opt_start_seq = existing.config.opt_start_seq
+        # Created once and kept: what it has acknowledged is what has been translated. (Re-adding
+        # with the same name updates the editable settings and keeps the position.)
         await js.add_consumer(EVENTS_STREAM, config)
         self._sub = await js.pull_subscribe_bind(self.settings.durable, stream=EVENTS_STREAM)
         self._task = asyncio.create_task(self._run())
@@ -173,19 +189,23 @@ class OutboxTranslator:
                 await self._handle(msgs)
 
     async def _handle(self, msgs: list[Msg]) -> None:
-        """Translate a batch, publish what it owes (each dossier's in order), then ack it all.
+        """Translate a batch, publish what it owes (each dossier's in order), then ack each event.
 
         Whatever fails, the batch is kept (in progress) and tried again until done or stopping:
         fetching past it would let a dossier's later event into the outbox before an earlier one.
         """
         delay = self.settings.retry_delay
         published = False
+        acked = 0
         while True:
             try:
                 if not published:
                     await self._publish(msgs)
                     published = True
-                await msgs[-1].ack()  # AckPolicy.ALL: every event of the batch up to this one
+                while acked < len(msgs):
+                    await msgs[acked].ack()  # not waited for one by one: the flush confirms all
+                    acked += 1
+                await self.client.flush(timeout=max(1, round(self.settings.ack_wait / 2)))
                 break
             except Unavailable as e:
                 # JetStream did not answer: nothing is lost (the events are not acknowledged).
@@ -197,12 +217,12 @@ class OutboxTranslator:
                 self.log.error("outbox.failed", error=type(e).__name__, batch=len(msgs))
             if self._stopping.is_set():
                 return  # unacknowledged: the batch is translated again after a restart
-            for msg in msgs:  # keep them ours while we wait
+            for msg in msgs[acked:]:  # keep them ours while we wait
                 with contextlib.suppress(nats.errors.Error):
                     await msg.in_progress()
             await self._sleep(random.uniform(0, delay))
             delay = min(delay * 2, 30.0)
-        self.seq = msgs[-1].metadata.sequence.stream
+        self.seq = max(msg.metadata.sequence.stream for msg in msgs)
 
     async def _publish(self, msgs: list[Msg]) -> None:
         owed = [m for m in [await self.translate(msg) for msg in msgs] if m is not None]

@@ -24,6 +24,7 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from consumers.delivery import (
     DeliveryStatus,
@@ -34,7 +35,7 @@ from consumers.delivery import (
     resume_parked,
     status_table,
 )
-from consumers.outbox import OutboxMessage, OutboxSettings, OutboxTranslator
+from consumers.outbox import DOSSIER_EVENTS, OutboxMessage, OutboxSettings, OutboxTranslator
 from consumers.periods import now_vn
 from consumers.projector import ProjectorSettings, ReportProjector
 from gateway.embedded import NatsServer
@@ -629,3 +630,55 @@ async def test_an_error_while_translating_a_batch_is_retried_never_fatal(
         await delivery.stop()
         await outbox.stop()
         await nc.close()
+
+
+async def test_an_ack_from_one_translator_never_acknowledges_another_ones_batch(
+    harness: Harness, unit: Client, nats_server: NatsServer
+) -> None:
+    sim = await harness.province()
+    await harness.stop(await harness.forwarder())  # the consumers exist; nothing runs
+    await accepted(unit, ev.WARD, lifecycle("HS-T1")[:2])
+    # Another translator process takes HS-T1's events and dies before publishing them.
+    other = await nats.connect(nats_server.url)
+    sub = await other.jetstream().pull_subscribe_bind(FAST.outbox.durable, stream=EVENTS_STREAM)
+    assert len(await sub.fetch(10, timeout=5)) == 2
+    await other.close()
+    await accepted(unit, ev.WARD, lifecycle("HS-T2")[:2])
+    await harness.forwarder()  # translates HS-T2, and acks it
+    await until(lambda: sim.received_unique == 2, what="both transfers")
+    assert {m.dossier_id for m in sim.messages.values()} == {"HS-T1", "HS-T2"}
+
+
+async def test_a_translator_consumer_of_an_earlier_version_is_replaced_where_it_stopped(
+    harness: Harness, unit: Client
+) -> None:
+    sim = await harness.province()
+    js = unit.jetstream()
+    await accepted(unit, ev.WARD, lifecycle("HS-V1")[:2])
+    # The earlier version's consumer (AckPolicy.ALL) translated HS-V1 and acknowledged it.
+    await js.add_consumer(
+        EVENTS_STREAM,
+        ConsumerConfig(
+            durable_name=FAST.outbox.durable,
+            ack_policy=AckPolicy.ALL,
+            deliver_policy=DeliverPolicy.ALL,
+            filter_subject=DOSSIER_EVENTS,
+            ack_wait=2.0,
+            max_deliver=-1,
+        ),
+    )
+    sub = await js.pull_subscribe_bind(FAST.outbox.durable, stream=EVENTS_STREAM)
+    msgs = await sub.fetch(10, timeout=5)
+    await msgs[-1].ack_sync()
+    await sub.unsubscribe()
+    await accepted(unit, ev.WARD, lifecycle("HS-V2")[:2])
+    f = await harness.forwarder()
+    await until(lambda: settled(unit), what="the new dossier")
+    assert [m.dossier_id for m in sim.messages.values()] == ["HS-V2"]
+    info = await js.consumer_info(EVENTS_STREAM, FAST.outbox.durable)
+    assert info.config.ack_policy == AckPolicy.EXPLICIT
+    await harness.stop(f)
+    await accepted(unit, ev.WARD, lifecycle("HS-V3")[:2])
+    await harness.forwarder()  # restarts on the replaced consumer, where it stood
+    await until(lambda: settled(unit), what="the next dossier")
+    assert [m.dossier_id for m in sim.messages.values()] == ["HS-V2", "HS-V3"]
