@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import sys
 import time
@@ -571,6 +572,50 @@ async def test_delivery_records_stay_out_of_the_event_log(harness: Harness, unit
     reply = await submit(unit, ev.WARD, ev.dossier_event("result_returned", "HS-N1"))
     assert reply["ok"] is True
     assert reply["seq"] == seqs[-1] + 1
+
+
+async def test_a_province_that_takes_requests_but_never_answers_gets_everything_once_it_does(
+    harness: Harness, unit: Client
+) -> None:
+    silent = await harness.province(down=True)  # listening, never answering
+    await harness.forwarder()
+    events = [e for n in range(3) for e in lifecycle(f"HS-Q{n}")]
+    await accepted(unit, ev.WARD, events)
+
+    async def retried() -> bool:
+        records = await records_for_dossier(unit, ev.WARD, "HS-Q0")
+        return bool(records) and records[0].attempts >= 3
+
+    await until(retried, what="retries while the province says nothing")
+    [head] = (await records_for_dossier(unit, ev.WARD, "HS-Q0"))[:1]
+    assert head.status is DeliveryStatus.PENDING
+    assert head.last_error is not None
+    assert "no answer from the province" in head.last_error
+    assert silent.unanswered >= 3
+    harness.provinces.remove((silent, silent.client))
+    await silent.stop()
+    await silent.client.close()
+
+    sim = await harness.province()
+    await until(lambda: settled(unit), what="delivery once the province answers")
+    assert sim.received_unique == 9
+    assert_in_order(sim, events)
+    records = [r for n in range(3) for r in await records_for_dossier(unit, ev.WARD, f"HS-Q{n}")]
+    assert [r.status for r in records] == [DeliveryStatus.DELIVERED] * 9
+
+
+def test_the_backoff_grows_and_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = DeliveryWorker(
+        Client(), Registry.load(), ForwarderSettings(first_delay=0.5, max_delay=300.0)
+    )
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)  # the top of each draw
+    tops = [worker._backoff(run) for run in range(1, 16)]
+    assert tops[:4] == [0.5, 1.0, 2.0, 4.0]
+    assert tops == sorted(tops)
+    assert tops[-1] == 300.0
+    assert worker._backoff(10_000) == 300.0
+    monkeypatch.setattr(random, "uniform", lambda low, high: low)  # full jitter: from zero
+    assert worker._backoff(5) == 0.0
 
 
 async def test_a_delivery_whose_record_cannot_be_written_stays_owed(
