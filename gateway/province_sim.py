@@ -9,9 +9,11 @@ answers nothing; `refuse` answers `{"ok": false}` for chosen dossiers; `delay` a
 For each new `transfer` it sends back to `onestop.inbound.<unit>`, request/reply and retried
 until answered, a `receipt` and then a `result` dated in the month after the dossier was
 received (a day from the 3rd to the 20th at 09:00+07:00, derived from the dossier id, so a rerun
-sends the same result), mostly approved. Message ids are derived from the dossier, so a second
-transfer of the same dossier sends the same receipt and result again, which the gateway stores
-once. Usable in-process (`start`/`stop`, counters) and as `lienthong province-sim`.
+sends the same result), mostly approved. With `supplement_every` N, about one dossier in N (chosen
+from its id, so a rerun chooses the same) first gets a `supplement_request`, sent (and so dated)
+the day before its result. Message ids are derived from the dossier, so a second transfer of the
+same dossier sends the same messages again, which the gateway stores once. Usable in-process
+(`start`/`stop`, counters) and as `lienthong province-sim`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import contextlib
 import hashlib
 import zlib
 from collections.abc import Coroutine
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -66,6 +68,8 @@ class ProvinceSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Answer nothing at all."""
     results: bool = True
     """Send a receipt and a result back for each new transfer."""
+    supplement_every: int = 0
+    """Ask for a supplement, before the result, on about one transferred dossier in N (0: none)."""
     refuse: frozenset[str] = frozenset()
     """Dossier ids whose messages are answered `{"ok": false}` (and not taken in)."""
     request_timeout: float = 5.0
@@ -88,6 +92,11 @@ def result_of(dossier_id: str, received_at: datetime) -> tuple[datetime, Outcome
     return when, outcome
 
 
+def asks_supplement(dossier_id: str, every: int) -> bool:
+    """Whether the province asks for a supplement on this dossier: by its id, not by arrival."""
+    return every > 0 and zlib.crc32(f"supplement\x1f{dossier_id}".encode()) % every == 0
+
+
 class ProvinceSimulator:
     def __init__(self, client: Client, settings: ProvinceSettings | None = None) -> None:
         self.client = client
@@ -103,6 +112,8 @@ class ProvinceSimulator:
         self.results_refused = 0
         self.receipts_sent = 0
         self.receipts_acknowledged = 0
+        self.supplements_sent = 0
+        self.supplements_acknowledged = 0
         self.by_kind: dict[str, int] = {}
         self.result_months: dict[str, int] = {}
         """Results acknowledged, by the month (YYYY-MM, UTC+07:00) of their resolved_at."""
@@ -149,6 +160,8 @@ class ProvinceSimulator:
             "results_refused": self.results_refused,
             "receipts_sent": self.receipts_sent,
             "receipts_acknowledged": self.receipts_acknowledged,
+            "supplements_sent": self.supplements_sent,
+            "supplements_acknowledged": self.supplements_acknowledged,
         }
 
     def order(self, unit: str, dossier_id: str) -> list[str]:
@@ -224,6 +237,16 @@ class ProvinceSimulator:
             self.receipts_acknowledged += 1
         resolved_at, outcome = result_of(dossier, body.received_at)
         now = datetime.now(VN)
+        if asks_supplement(dossier, self.settings.supplement_every):
+            # The gateway dates the request by its sent_at: the day before the result.
+            asked_at = min(resolved_at - timedelta(days=1), now)
+            request = NoteBody(note="the applicant is asked for a missing document")
+            message_id = f"{p}-supplement-{_short_id(unit, dossier)}"
+            self.supplements_sent += 1
+            if await self._send(
+                EnvelopeKind.SUPPLEMENT_REQUEST, message_id, transfer, request, sent_at=asked_at
+            ):
+                self.supplements_acknowledged += 1
         result = ResultBody(outcome=outcome, resolved_at=min(resolved_at, now))
         self.results_sent += 1
         if await self._send(
@@ -241,6 +264,8 @@ class ProvinceSimulator:
         message_id: str,
         about: Envelope,
         body: NoteBody | ResultBody,
+        *,
+        sent_at: datetime | None = None,
     ) -> bool:
         """Request/reply to the unit until answered; True when the answer was `ok: true`."""
         envelope = Envelope(
@@ -248,7 +273,7 @@ class ProvinceSimulator:
             kind=kind,
             unit=about.unit,
             dossier_id=about.dossier_id,
-            sent_at=datetime.now(VN),
+            sent_at=sent_at or datetime.now(VN),
             body=msgspec.Raw(ENCODER.encode(body)),
         )
         data = ENCODER.encode(envelope)

@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,10 @@ from consumers.delivery import (
     status_table,
 )
 from consumers.outbox import DOSSIER_EVENTS, OutboxMessage, OutboxSettings, OutboxTranslator
-from consumers.periods import now_vn
+from consumers.periods import VN, now_vn
 from consumers.projector import ProjectorSettings, ReportProjector
 from gateway.embedded import NatsServer
+from gateway.event_log import ORIGIN
 from gateway.inbound import RECORDS_BUCKET
 from gateway.province_sim import ProvinceSettings, ProvinceSimulator
 from gateway.registry import Registry, RegistryFile
@@ -727,3 +729,27 @@ async def test_a_translator_consumer_of_an_earlier_version_is_replaced_where_it_
     await harness.forwarder()  # restarts on the replaced consumer, where it stood
     await until(lambda: settled(unit), what="the next dossier")
     assert [m.dossier_id for m in sim.messages.values()] == ["HS-V2", "HS-V3"]
+
+
+async def test_the_provinces_supplement_request_is_a_dossier_event_not_sent_back(
+    harness: Harness, unit: Client
+) -> None:
+    sim = await harness.province(results=True, supplement_every=1)
+    await harness.forwarder()
+    events = lifecycle("HS-U1")[:2]
+    await accepted(unit, ev.WARD, events)
+    await until(lambda: sim.results_acknowledged == 1, what="the province's answers")
+    assert (sim.supplements_sent, sim.supplements_acknowledged) == (1, 1)
+    await until(lambda: settled(unit), what="the translator to pass them")
+    assert list(sim.by_kind) == ["transfer"]  # neither answer came back as `status`
+    js = unit.jetstream()
+    stored = [await js.get_msg(EVENTS_STREAM, seq) for seq in range(1, 5)]
+    assert await log_size(unit) == 4
+    types = [msgspec.json.decode(m.data or b"{}")["type"] for m in stored]
+    assert types[2:] == ["dossier.supplement_requested", "dossier.resolved"]
+    assert all((m.headers or {}).get(ORIGIN) == "province" for m in stored[2:])
+    supplement, result = (msgspec.json.decode(m.data or b"{}") for m in stored[2:])
+    # Dated the day before the result, in the month after April: April's report is untouched.
+    asked = datetime.fromisoformat(supplement["occurred_at"])
+    assert asked == datetime.fromisoformat(result["occurred_at"]) - timedelta(days=1)
+    assert asked.astimezone(VN).strftime("%Y-%m") == "2021-05"
