@@ -63,11 +63,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    lines = [
-        (n, line.strip().encode())
-        for n, line in enumerate(Path(args.file).read_text(encoding="utf-8").splitlines(), 1)
-        if line.strip()
-    ]
+    # Bytes, split on newlines only: a bad line is refused on its own, never the whole file,
+    # and a JSON string may hold U+2028 and the like, where str.splitlines would cut it.
+    data = Path(args.file).read_bytes().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM
+    lines = [(n, line.strip()) for n, line in enumerate(data.split(b"\n"), 1) if line.strip()]
     settings = _nats(args)
     if not settings.servers:
         settings = NatsSettings.from_env(f"nats://127.0.0.1:{EMBEDDED_PORT}")
