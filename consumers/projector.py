@@ -69,6 +69,7 @@ class ReportProjector:
         *,
         clock: Callable[[], datetime] = now_vn,
         publish: bool = True,
+        replicas: int = 1,
     ) -> None:
         self.client = client
         self.registry = registry
@@ -80,7 +81,8 @@ class ReportProjector:
         self.published: dict[tuple[str, str], Published] = {}
         self.log = logs.get("lienthong.projector")
         self._js = JetStream(client, 10.0)
-        self._checkpoints = CheckpointStore(client, self.settings.durable)
+        # Replicated like the streams: the projector resumes on whichever node survives.
+        self._checkpoints = CheckpointStore(client, self.settings.durable, replicas)
         self._dirty: dict[str, str] = {}  # report unit -> earliest period that may have changed
         self._latest: str | None = None
         self._task: asyncio.Task[None] | None = None

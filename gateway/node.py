@@ -45,7 +45,12 @@ class Node:
         await self.gateway.start()  # provisions the streams the others read
         if "projector" in self.roles:
             client = await connection.connect(self.nats)
-            self.projector = ReportProjector(client, self.registry, self.projector_settings)
+            self.projector = ReportProjector(
+                client,
+                self.registry,
+                self.projector_settings,
+                replicas=self.gateway.stream_settings.replicas,
+            )
             await self.projector.start()
         if "forwarder" in self.roles:
             await self._start_forwarder()
