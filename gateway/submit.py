@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 
@@ -38,6 +39,7 @@ class _EventIdOnly(msgspec.Struct):
 
 _EVENT_ID = msgspec.json.Decoder(_EventIdOnly)
 _BATCH = msgspec.json.Decoder(list[msgspec.Raw])
+_ANY = msgspec.json.Decoder()
 
 
 def split_submission(payload: bytes) -> tuple[list[msgspec.Raw], bool]:
@@ -45,33 +47,32 @@ def split_submission(payload: bytes) -> tuple[list[msgspec.Raw], bool]:
     if len(payload) > MAX_BYTES:
         raise Malformed(f"the submission is {len(payload)} bytes; at most {MAX_BYTES} are accepted")
     head = payload.lstrip()[:1]
-    if head == b"{":
-        try:
-            msgspec.json.decode(payload)
-        except msgspec.DecodeError as e:
-            raise Malformed(f"the submission is not valid JSON: {e}") from e
-        return [msgspec.Raw(payload)], False
     if head == b"[":
-        try:
-            items = _BATCH.decode(payload)
-        except msgspec.DecodeError as e:
-            raise Malformed(f"the submission is not valid JSON: {e}") from e
+        items = _parse(_BATCH, payload)
         if len(items) > MAX_EVENTS:
             raise Malformed(
                 f"the batch holds {len(items)} events; at most {MAX_EVENTS} per submission"
             )
         return items, True
-    try:
-        msgspec.json.decode(payload)
-    except msgspec.DecodeError as e:
-        raise Malformed(f"the submission is not valid JSON: {e}") from e
+    _parse(_ANY, payload)
+    if head == b"{":
+        return [msgspec.Raw(payload)], False
     raise Malformed("the submission must be one event (a JSON object) or an array of events")
+
+
+def _parse(decoder: msgspec.json.Decoder[Any], payload: bytes) -> Any:
+    try:
+        return decoder.decode(payload)
+    # UnicodeDecodeError: a string that is not UTF-8, which msgspec reports as that, not as
+    # its DecodeError; both are ValueErrors.
+    except ValueError as e:
+        raise Malformed(f"the submission is not valid JSON (UTF-8): {e}") from e
 
 
 def event_id_of(raw: msgspec.Raw) -> str | None:
     try:
         return _EVENT_ID.decode(raw).event_id
-    except msgspec.ValidationError:
+    except ValueError:  # not an object, not a string, not UTF-8
         return None
 
 
@@ -84,6 +85,8 @@ def validate(raw: msgspec.Raw, unit: str, registry: Registry, now: datetime) -> 
     except msgspec.ValidationError as e:
         field = field_of(e)
         raise Invalid(f"{field or 'event'}: {plain_message(e)}", field=field) from e
+    except UnicodeDecodeError as e:  # an array's elements are split out without reading strings
+        raise Malformed(f"the event is not valid JSON: its text must be UTF-8 ({e})") from e
     if (problem := field_problem(event, now)) is not None:
         raise Invalid(problem.message, field=problem.field)
     if event.unit != unit:

@@ -437,6 +437,39 @@ async def test_submission_that_is_not_json_is_one_malformed_refusal(
     assert await log_size(client) == 0
 
 
+def _with_bad_utf8(event: dict[str, Any]) -> bytes:
+    """The event's JSON with a byte that is not UTF-8 inside a string (JSON must be UTF-8)."""
+    return ev.wire({**event, "procedure_code": "1.00161X"}).replace(b"1.00161X", b"1.00161\xff")
+
+
+@pytest.mark.parametrize("where", ["occurred_at", "procedure_code", "key"])
+async def test_event_that_is_not_utf8_is_one_malformed_refusal(
+    gateway: Gateway, client: Client, where: str
+) -> None:
+    wire = ev.wire(ev.received("HS-1"))
+    payload = {
+        "occurred_at": wire.replace(b"+07:00", b"+07:0\xc3", 1),
+        "procedure_code": _with_bad_utf8(ev.received("HS-1")),
+        "key": wire.replace(b'"channel"', b'"chan\xe1nel"'),
+    }[where]
+    reply = await submit(client, ev.WARD, payload)
+    assert isinstance(reply, dict)
+    assert error_of(reply)[0] == "malformed"
+    assert await log_size(client) == 0
+
+
+async def test_batch_element_that_is_not_utf8_is_refused_malformed_alone(
+    gateway: Gateway, client: Client
+) -> None:
+    good, bad = ev.copy("SC-1"), ev.received("HS-1")
+    payload = b"[" + ev.wire(good) + b"," + _with_bad_utf8(bad) + b', "\xff"]'
+    replies = await submit(client, ev.WARD, payload)
+    assert [r["ok"] for r in replies] == [True, False, False], replies
+    assert [error_of(r)[0] for r in replies[1:]] == ["malformed", "malformed"]
+    assert [r["event_id"] for r in replies] == [good["event_id"], bad["event_id"], None]
+    assert await log_size(client) == 1
+
+
 async def test_array_element_that_is_not_an_object_is_refused_malformed_alone(
     gateway: Gateway, client: Client
 ) -> None:
