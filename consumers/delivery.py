@@ -151,6 +151,8 @@ class ForwarderSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How often a parked message's record is read to see whether an operator resumed it."""
     record_every: float = 30.0
     """How often a pending record is rewritten with the latest error while retries go on."""
+    lease_ttl: float = 15.0
+    """One forwarder runs per deployment; a standby takes over this long after it died."""
     outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
 
     @classmethod
@@ -167,6 +169,7 @@ class ForwarderSettings(msgspec.Struct, frozen=True, kw_only=True):
             request_timeout=_env_float(prefix + "REQUEST_TIMEOUT", d.request_timeout),
             concurrency=int(_env_float(prefix + "CONCURRENCY", d.concurrency)),
             parked_poll=_env_float(prefix + "PARKED_POLL", d.parked_poll),
+            lease_ttl=_env_float(prefix + "LEASE_TTL", d.lease_ttl),
         )
 
 

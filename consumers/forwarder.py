@@ -8,12 +8,10 @@ failover without two of them ever interleaving a dossier's messages.
 
 from __future__ import annotations
 
-import asyncio
-
 from nats.aio.client import Client
 
 from consumers.delivery import DeliveryWorker, ForwarderSettings
-from consumers.lease import Lease
+from consumers.lease import Lease, LeasedPart
 from consumers.outbox import OutboxTranslator
 from gateway import logs
 from gateway.registry import Registry
@@ -35,41 +33,22 @@ class Forwarder:
         self.registry = registry
         self.settings = settings or ForwarderSettings()
         self.replicas = replicas
-        self.lease = Lease(client, LEASE_NAME, ttl=lease_ttl, replicas=replicas)
         self.log = logs.get("lienthong.forwarder")
         self.outbox: OutboxTranslator | None = None
         self.delivery: DeliveryWorker | None = None
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        lease = Lease(client, LEASE_NAME, ttl=lease_ttl, replicas=replicas)
+        self._part = LeasedPart(lease, self._start_parts, self._stop_parts)
 
     @property
     def active(self) -> bool:
         """This process is the one forwarding now."""
-        return self.delivery is not None
+        return self._part.active
 
     async def start(self) -> None:
-        """Take the lease if it is free (and forward at once), else stand by in the background."""
-        if await self.lease.try_acquire():
-            await self._start_parts()
-        self._task = asyncio.create_task(self._run())
+        await self._part.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
-        await self._stop_parts()
-        await self.lease.release()
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            if not self.active:
-                if not await self.lease.acquire(self._stopping):
-                    return
-                await self._start_parts()
-            if await self.lease.hold(self._stopping):
-                return  # stopping: stop() takes the parts down and releases the lease
-            # Lost (expired while unreachable, taken by another): stop sending at once.
-            await self._stop_parts(abort=True)
+        await self._part.stop()
 
     async def _start_parts(self) -> None:
         self.outbox = OutboxTranslator(self.client, self.registry, self.settings.outbox)
@@ -78,14 +57,13 @@ class Forwarder:
         )
         await self.outbox.start()
         await self.delivery.start()
-        self.log.info("forwarder.active", holder=self.lease.holder)
+        self.log.info("forwarder.active")
 
-    async def _stop_parts(self, *, abort: bool = False) -> None:
+    async def _stop_parts(self, aborted: bool) -> None:
         delivery, outbox = self.delivery, self.outbox
         self.delivery = self.outbox = None
         if delivery is not None:
-            await (delivery.abort() if abort else delivery.stop())
+            await (delivery.abort() if aborted else delivery.stop())
         if outbox is not None:
-            await (outbox.abort() if abort else outbox.stop())
-        if delivery is not None or outbox is not None:
-            self.log.info("forwarder.standing_by" if abort else "forwarder.stopped")
+            await (outbox.abort() if aborted else outbox.stop())
+        self.log.info("forwarder.standing_by" if aborted else "forwarder.stopped")

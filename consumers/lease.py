@@ -17,6 +17,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 import nats.errors
 import nats.js.errors
@@ -120,3 +121,54 @@ class Lease:
             await self._kv.delete(self.name, last=self._revision)
             self.log.info("lease.released", lease=self.name, holder=self.holder)
         self._revision = 0
+
+
+class LeasedPart:
+    """A part of a deployment that runs in one process at a time (the projector, the forwarder).
+
+    Every process that carries the part calls `start`; it runs here while this process holds
+    the lease, and the others stand by. When the lease is lost (unreachable long enough for it to
+    expire), the part is aborted at once, since another process may be running it by then.
+    """
+
+    def __init__(
+        self,
+        lease: Lease,
+        start: Callable[[], Awaitable[None]],
+        stop: Callable[[bool], Awaitable[None]],
+    ) -> None:
+        """`start()` brings the part up; `stop(aborted)` takes it down (aborted: lease lost)."""
+        self.lease = lease
+        self._start_part = start
+        self._stop_part = stop
+        self.active = False
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Run the part at once if the lease is free, else stand by in the background."""
+        if await self.lease.try_acquire():
+            await self._start_part()
+            self.active = True
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        if self.active:
+            self.active = False
+            await self._stop_part(False)
+        await self.lease.release()
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            if not self.active:
+                if not await self.lease.acquire(self._stopping):
+                    return
+                await self._start_part()
+                self.active = True
+            if await self.lease.hold(self._stopping):
+                return  # stopping: stop() takes the part down and releases the lease
+            self.active = False
+            await self._stop_part(True)

@@ -49,6 +49,8 @@ class ProjectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     checkpoint_events: int = 200_000
     tick_seconds: float = 60.0
     """How often provisional reports are checked for a period end or a day without revision."""
+    lease_ttl: float = 15.0
+    """One projector runs per deployment; a standby takes over this long after it died."""
 
     @classmethod
     def from_env(cls) -> ProjectorSettings:
@@ -132,6 +134,15 @@ class ReportProjector:
             await self.flush()
         await self.checkpoint()
         self.log.info("projector.stopped", seq=self.seq)
+
+    async def abort(self) -> None:
+        """Stop at once, publishing and checkpointing nothing more (another took over)."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+        with contextlib.suppress(nats.errors.Error):
+            await self._sub.unsubscribe()
+        self.log.warning("projector.aborted", seq=self.seq)
 
     async def _bind_consumer(self) -> None:
         js = self.client.jetstream()

@@ -1,8 +1,9 @@
 """What `lienthong serve` runs in one process: the gateway, the report projector, the forwarder.
 
-The forwarder is the outbound half of interconnection: the outbox translator and the delivery
-worker (consumers.outbox, consumers.delivery). Any number of processes may carry the role: the
-one holding the forwarder lease runs it, the others stand by (consumers.forwarder).
+The gateway role runs in every process that carries it (a queue group). The projector and the
+forwarder (the outbound half of interconnection: consumers.outbox, consumers.delivery) run in
+one process of a deployment at a time: any number may carry them, the one holding the role's
+lease runs it and the others stand by to take over (consumers.lease).
 
 Each part has its own connection and keeps everything it knows in JetStream, so parts can run
 in separate processes or on separate machines with the same settings.
@@ -12,11 +13,14 @@ from __future__ import annotations
 
 from consumers.delivery import ForwarderSettings
 from consumers.forwarder import Forwarder
+from consumers.lease import Lease, LeasedPart
 from consumers.projector import ProjectorSettings, ReportProjector
 from gateway import connection
 from gateway.registry import Registry
 from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
+
+PROJECTOR_LEASE = "projector"
 
 ROLES = ("gateway", "projector", "forwarder")
 
@@ -38,22 +42,37 @@ class Node:
         self.registry = registry
         self.projector_settings = projector or ProjectorSettings()
         self.projector: ReportProjector | None = None
+        """The running projector, while this process holds the projector lease."""
+        self._projector_part: LeasedPart | None = None
         self.forwarder_settings = forwarder or ForwarderSettings()
         self.forwarder: Forwarder | None = None
 
     async def start(self) -> None:
         await self.gateway.start()  # provisions the streams the others read
         if "projector" in self.roles:
-            client = await connection.connect(self.nats)
-            self.projector = ReportProjector(
-                client,
-                self.registry,
-                self.projector_settings,
-                replicas=self.gateway.stream_settings.replicas,
-            )
-            await self.projector.start()
+            await self._start_projector_role()
         if "forwarder" in self.roles:
             await self._start_forwarder()
+
+    async def _start_projector_role(self) -> None:
+        client = await connection.connect(self.nats)
+        replicas = self.gateway.stream_settings.replicas
+        lease = Lease(client, PROJECTOR_LEASE, self.projector_settings.lease_ttl, replicas)
+
+        async def start() -> None:
+            self.projector = ReportProjector(
+                client, self.registry, self.projector_settings, replicas=replicas
+            )
+            await self.projector.start()
+
+        async def stop(aborted: bool) -> None:
+            projector, self.projector = self.projector, None
+            if projector is not None:
+                # Lease lost: another process projects by now, so publish and checkpoint nothing.
+                await (projector.abort() if aborted else projector.stop())
+
+        self._projector_part = LeasedPart(lease, start, stop)
+        await self._projector_part.start()
 
     async def _start_forwarder(self) -> None:
         client = await connection.connect(self.nats)
@@ -62,14 +81,15 @@ class Node:
             self.registry,
             self.forwarder_settings,
             replicas=self.gateway.stream_settings.replicas,
+            lease_ttl=self.forwarder_settings.lease_ttl,
         )
         await self.forwarder.start()
 
     async def stop(self) -> None:
         await self.gateway.stop()
-        if self.projector is not None:
-            await self.projector.stop()  # flushed and checkpointed: nothing left to drain
-            await self.projector.client.close()
+        if self._projector_part is not None:
+            await self._projector_part.stop()  # flushed and checkpointed: nothing left to drain
+            await self._projector_part.lease.client.close()
         if self.forwarder is not None:
             await self.forwarder.stop()  # unacknowledged messages stay in the outbox
             await self.forwarder.client.close()

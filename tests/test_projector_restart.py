@@ -51,6 +51,8 @@ def _start(url: str, env: dict[str, str], stderr: BinaryIO) -> subprocess.Popen[
             "LIENTHONG_PROJECTOR_COALESCE_SECONDS": "0.2",
             "LIENTHONG_PROJECTOR_CHECKPOINT_EVENTS": "1000",
             "LIENTHONG_PROJECTOR_CHECKPOINT_SECONDS": "0.5",
+            # The killed process's lease expires soon, so the restarted one takes over soon.
+            "LIENTHONG_PROJECTOR_LEASE_TTL": "2",
         },
         stdout=subprocess.DEVNULL,
         stderr=stderr,

@@ -1,7 +1,9 @@
-"""One forwarder at a time, however many processes carry the role; another takes over.
+"""The projector and the forwarder run in one process at a time, however many carry the role;
+another takes over when it stops or dies.
 
 Two forwarders could interleave a dossier's messages to the province (CONTRACT section 5: each
-dossier's messages in order), so the role runs where the forwarder lease is held.
+dossier's messages in order), and two projectors would take each other's consumer away, so each
+role runs where its lease is held (consumers.lease).
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ import nats
 import pytest
 from nats.aio.client import Client
 
+from consumers import report_store
 from consumers.delivery import ForwarderSettings
 from consumers.forwarder import Forwarder
 from consumers.lease import Lease
 from consumers.outbox import OutboxSettings
+from consumers.projector import ProjectorSettings
 from gateway.embedded import NatsServer
+from gateway.jetstream import JetStream
+from gateway.node import Node
 from gateway.province_sim import ProvinceSettings, ProvinceSimulator
 from gateway.registry import Registry
 from gateway.service import Gateway
+from gateway.settings import NatsSettings, StreamSettings
 from tests import events as ev
 from tests.helpers import submit, until
 
@@ -123,3 +130,31 @@ async def test_only_the_lease_holder_forwards_and_another_takes_over_when_it_sto
     await second.stop()
     await province.stop()
     assert province.requests == province.received_unique + province.resends
+
+
+async def test_only_the_lease_holder_projects_and_another_takes_over_when_it_stops(
+    nats_settings: NatsSettings, registry: Registry, client: Client
+) -> None:
+    settings = ProjectorSettings(coalesce_seconds=0.1, lease_ttl=TTL)
+    first, second = (
+        Node(nats_settings, StreamSettings(), registry, settings, roles=frozenset({"projector"}))
+        for _ in range(2)
+    )
+    await first.start()
+    await second.start()
+    try:
+        assert first.projector is not None
+        assert second.projector is None
+        await submit(client, ev.WARD, ev.received("HS-P1"))
+        await first.projector.wait_until_current()
+        await first.stop()
+        await until(lambda: second.projector is not None, timeout=TTL * 3, what="a takeover")
+        assert second.projector is not None
+        await submit(client, ev.WARD, ev.received("HS-P2"))
+        await second.projector.wait_until_current()
+        found = await report_store.current_report(JetStream(client, 5), ev.WARD, "2021-04")
+        assert found is not None
+        assert found.report.dossiers.received.new == 2
+        assert found.report.revision == 2  # one revision per change, across the takeover
+    finally:
+        await second.stop()
