@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import msgspec
@@ -9,6 +10,9 @@ import msgspec
 from schemas.events import Channel, DossierDeadlineChanged, DossierReceived, Event
 
 CLOCK_SKEW_ALLOWED = timedelta(minutes=5)
+
+_SEVEN_DIGITS = re.compile(rb"\.\d{7}")
+_FINER_THAN_MICROSECONDS = re.compile(r"\.\d{7}")
 
 
 class FieldProblem(msgspec.Struct, frozen=True):
@@ -34,4 +38,29 @@ def field_problem(event: Event, now: datetime) -> FieldProblem | None:
             return FieldProblem("due_at", "due_at must be after occurred_at (the receipt)")
     if isinstance(event, DossierDeadlineChanged) and event.due_at <= event.occurred_at:
         return FieldProblem("due_at", "the new due_at must be after the change's occurred_at")
+    return None
+
+
+def timestamp_problem(event: Event, raw: bytes | msgspec.Raw) -> FieldProblem | None:
+    """A timestamp of `event` (decoded from `raw`) with more than 6 fractional digits, or None.
+
+    The decoder keeps microseconds and rounds the rest: 2021-04-30T16:59:59.9999996Z would be
+    stored as 17:00:00Z, in May. Such a timestamp is refused rather than moved. Seven digits in
+    a row after a dot are rare in an event, so only then is the event read a second time.
+    """
+    if _SEVEN_DIGITS.search(raw) is None:
+        return None
+    fields = msgspec.json.decode(raw)
+    for name in event.__struct_fields__:
+        value = fields.get(name)
+        if (
+            isinstance(getattr(event, name), datetime)
+            and isinstance(value, str)
+            and _FINER_THAN_MICROSECONDS.search(value)
+        ):
+            return FieldProblem(
+                name,
+                f"{name} has more than 6 digits after the seconds' decimal point; "
+                "the gateway keeps microseconds: send at most 6 digits",
+            )
     return None

@@ -102,6 +102,41 @@ async def test_offsets_z_and_plus_0700_and_fractional_seconds_are_accepted(
     await accepted(client, ev.received("HS-1", occurred_at=occurred_at))
 
 
+@pytest.mark.parametrize(
+    ("field", "event"),
+    [
+        # .9999996 s would round to 17:00:00 on the last day of April: into May
+        ("occurred_at", ev.document("VB-1", occurred_at="2021-04-30T16:59:59.9999996Z")),
+        ("occurred_at", ev.copy("SC-1", occurred_at="2021-04-08T10:00:00.123456789+07:00")),
+        ("due_at", ev.received("HS-1", due_at="2021-04-30T23:59:59.99999999+07:00")),
+        ("due_at", ev.received("HS-1", due_at="2021-04-12T17:00:00.0000000Z")),
+    ],
+)
+async def test_timestamp_finer_than_microseconds_is_refused_invalid_naming_the_field(
+    gateway: Gateway, client: Client, field: str, event: Event
+) -> None:
+    assert await refused(client, event) == ("invalid", field)
+
+
+async def test_deadline_change_finer_than_microseconds_is_refused_invalid_due_at(
+    gateway: Gateway, client: Client
+) -> None:
+    await accepted(client, ev.received("HS-1"))
+    change = ev.dossier_event("deadline_changed", "HS-1", due_at="2021-04-20T17:00:00.1234567Z")
+    assert await refused(client, change) == ("invalid", "due_at")
+
+
+async def test_seven_digits_elsewhere_than_a_timestamp_are_no_reason_to_refuse(
+    gateway: Gateway, client: Client
+) -> None:
+    await accepted(
+        client,
+        ev.received("HS-1", due_at="2021-04-12T17:00:00.999999+07:00"),
+        ev.dossier_event("supplement_requested", "HS-1", note="gọi lúc 10:00:00.1234567"),
+        ev.document("10:00:00.1234567", occurred_at="2021-04-08T10:00:00.000001Z"),
+    )
+
+
 # --- fields of dossier.received ----------------------------------------------------------------
 
 
