@@ -192,6 +192,7 @@ def cmd_province_sim(args: argparse.Namespace) -> int:
         delay=args.delay,
         down=args.down,
         results=not args.no_results,
+        supplement_every=args.supplement_every,
     )
 
     async def simulate() -> int:
@@ -345,6 +346,13 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     sim.add_argument("--down", action="store_true", help="answer nothing")
     sim.add_argument("--no-results", action="store_true", help="send no receipts or results back")
+    sim.add_argument(
+        "--supplement-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ask for a supplement, before the result, on about one dossier in N (default: none)",
+    )
     sim.set_defaults(run=cmd_province_sim)
 
     submit = sub.add_parser("submit", help="submit a file of events (JSON lines) as a unit")

@@ -753,3 +753,40 @@ async def test_the_provinces_supplement_request_is_a_dossier_event_not_sent_back
     asked = datetime.fromisoformat(supplement["occurred_at"])
     assert asked == datetime.fromisoformat(result["occurred_at"]) - timedelta(days=1)
     assert asked.astimezone(VN).strftime("%Y-%m") == "2021-05"
+
+
+async def test_the_province_sim_command_asks_for_supplements_when_told(
+    nats_server: NatsServer, harness: Harness, unit: Client, subprocess_env: dict[str, str]
+) -> None:
+    await harness.forwarder()
+    command = [sys.executable, "-m", "gateway.cli", "province-sim", "--nats-url", nats_server.url]
+    province = await asyncio.create_subprocess_exec(
+        *command,
+        "--supplement-every",
+        "1",
+        env=subprocess_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert province.stderr is not None
+        while b"listening on" not in (
+            line := await asyncio.wait_for(province.stderr.readline(), 30)
+        ):
+            assert line, "the province-sim command ended before listening"
+        await accepted(unit, ev.WARD, lifecycle("HS-C1")[:2])
+
+        async def answered() -> bool:
+            return await log_size(unit) == 4
+
+        await until(answered, what="the supplement request and the result")
+        province.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(province.communicate(), 20)
+        assert province.returncode == 0
+        assert "supplements_acknowledged=1" in out.decode()
+    finally:
+        if province.returncode is None:
+            province.kill()
+            await province.wait()
+    last = await unit.jetstream().get_msg(EVENTS_STREAM, 3)
+    assert msgspec.json.decode(last.data or b"{}")["type"] == "dossier.supplement_requested"
