@@ -6,7 +6,8 @@ generated traffic of the city's 22 units through `onestop.submit.<unit>` as thei
 published figures, then the five wards or communes with the most overdue dossiers.
 
 A simulated province (gateway.province_sim) takes the dossiers transferred with interconnection
-and sends each one's result back in May 2021, so April's figures are untouched by it.
+and sends each one's result back in May 2021, after a supplement request on one in
+SUPPLEMENT_EVERY, so April's figures are untouched by it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from schemas.report import Figures
 CITY = "540"
 PERIOD = "2021-04"
 INTERCONNECTION_WAIT = 60.0
+SUPPLEMENT_EVERY = 4
 
 
 def month_names(months: dict[str, int]) -> str:
@@ -64,7 +66,8 @@ async def interconnection(
     line = (
         f"Interconnection: {sim.by_kind.get('transfer', 0)} transfers and "
         f"{sim.by_kind.get('status', 0)} status messages sent to the province, "
-        f"{sim.results_acknowledged} results and {sim.receipts_acknowledged} receipts came back "
+        f"{sim.results_acknowledged} results, {sim.supplements_acknowledged} supplement requests "
+        f"and {sim.receipts_acknowledged} receipts came back "
         f"(stored in {month_names(sim.result_months)})"
     )
     return line if settled else line + " - still incomplete when the demo stopped waiting"
@@ -95,7 +98,9 @@ async def run_demo(store: Path, seed: int) -> int:
         await node.start()
         client = await connection.connect(settings, service=False)
         province_client = await connection.connect(settings, service=False)
-        province = ProvinceSimulator(province_client, ProvinceSettings(province="52"))
+        province = ProvinceSimulator(
+            province_client, ProvinceSettings(province="52", supplement_every=SUPPLEMENT_EVERY)
+        )
         await province.start()
         total = sum(len(events) for events in traffic.events_by_unit.values())
         progress = Progress(total, f"22 units submitting March-April 2021 ({total} events)")

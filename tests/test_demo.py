@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -77,3 +78,16 @@ def test_demo_prints_the_city_april_2021_report_equal_to_the_published_one(
         assert seen[label] == published(path), label
     assert "Five wards and communes with the most overdue dossiers" in out
     assert "resent duplicates answered as such" in out
+    # Interconnection both ways: dossiers out, the province's answers back.
+    line = next(x for x in out.splitlines() if x.startswith("Interconnection: "))
+    counts = re.fullmatch(
+        r"Interconnection: (\d+) transfers and (\d+) status messages sent to the province, "
+        r"(\d+) results, (\d+) supplement requests and (\d+) receipts came back "
+        r"\(stored in May 2021\)",
+        line,
+    )
+    assert counts is not None, line
+    transfers, _, results, supplements, receipts = (int(n) for n in counts.groups())
+    assert transfers > 0
+    assert results == receipts == transfers
+    assert 0 < supplements < transfers
