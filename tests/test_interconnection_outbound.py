@@ -14,8 +14,7 @@ import os
 import random
 import signal
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ from gateway.settings import NatsSettings, StreamSettings
 from gateway.streams import EVENTS_STREAM, OUTBOX_STREAM
 from schemas.interconnect import Envelope, EnvelopeKind
 from tests import events as ev
-from tests.helpers import log_size, submit
+from tests.helpers import log_size, submit, until
 
 NAME = "Trần Thị Bí Mật"
 ID_NUMBER = "079301000123"
@@ -148,21 +147,6 @@ async def unit(gateway: Gateway, nats_server: NatsServer) -> AsyncIterator[Clien
     nc = await nats.connect(nats_server.url)
     yield nc
     await nc.close()
-
-
-async def until(
-    check: Callable[[], bool | Awaitable[bool]], timeout: float = 15.0, what: str = ""
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or check}")
-        await asyncio.sleep(0.02)
 
 
 async def outbox_size(client: Client) -> int:
@@ -427,6 +411,8 @@ async def test_a_killed_forwarder_process_resumes_after_restart(
         "LIENTHONG_FORWARDER_FIRST_DELAY": "0.02",
         "LIENTHONG_FORWARDER_MAX_DELAY": "0.25",
         "LIENTHONG_FORWARDER_REQUEST_TIMEOUT": "0.5",
+        # The killed process's lease expires soon, so the restarted one takes over soon.
+        "LIENTHONG_FORWARDER_LEASE_TTL": "2",
     }
     command = [sys.executable, "-m", "gateway.cli", "serve", "--roles", "forwarder"]
     command += ["--nats-url", nats_server.url]
