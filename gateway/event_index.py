@@ -14,11 +14,14 @@ server's memory, its entry in the per-subject index (~100 bytes). Nothing in the
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import NamedTuple
+
 import msgspec
 
 from gateway.jetstream import JetStream, WrongLastSequence
 from gateway.streams import EVENT_IDS_PREFIX, EVENT_IDS_STREAM
-from gateway.subjects import encode_key
+from gateway.subjects import EVENTS_PREFIX, encode_key
 
 
 class Claim(msgspec.Struct, frozen=True, array_like=True):
@@ -26,8 +29,22 @@ class Claim(msgspec.Struct, frozen=True, array_like=True):
     after_seq: int
 
 
+RELEASED = Claim(f"{EVENTS_PREFIX}.released", 0)
+"""The claim of a write the log refused, nothing else following: a subject no event is ever on,
+so the event_id reads as never stored, and is free for the next claim at once."""
+
+
+class Entry(NamedTuple):
+    claim: Claim
+    seq: int
+    """Its index sequence (for `replace`)."""
+    written_at: datetime
+    """When the index stored it (JetStream's clock)."""
+
+
 _CLAIM = msgspec.json.Decoder(Claim)
 _ENCODE = msgspec.json.encode
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
 class EventIndex:
@@ -38,26 +55,30 @@ class EventIndex:
     def subject(unit: str, event_id: str) -> str:
         return f"{EVENT_IDS_PREFIX}.{unit}.{encode_key(event_id)}"
 
-    async def create(self, unit: str, event_id: str, claim: Claim) -> bool:
-        """Record the claim if the event_id has none; False if it already has one."""
+    async def create(self, unit: str, event_id: str, claim: Claim) -> int | None:
+        """Record the claim if the event_id has none: its index sequence, or None if it has one."""
         return await self.replace(unit, event_id, claim, 0)
 
-    async def get(self, unit: str, event_id: str) -> tuple[Claim, int] | None:
-        """The claim and its index sequence (for `replace`), or None."""
+    async def get(self, unit: str, event_id: str) -> Entry | None:
         msg = await self._js.last_on_subject(EVENT_IDS_STREAM, self.subject(unit, event_id))
         if msg is None:
             return None
-        return _CLAIM.decode(msg.data), msg.seq
-
-    async def replace(self, unit: str, event_id: str, claim: Claim, index_seq: int) -> bool:
-        """Overwrite the claim at `index_seq` (0: none yet); False if someone else wrote first."""
         try:
-            await self._js.publish(
+            written_at = datetime.fromisoformat(msg.time)
+        except ValueError:  # never from a server that answers direct gets
+            written_at = _LONG_AGO
+        return Entry(_CLAIM.decode(msg.data), msg.seq, written_at)
+
+    async def replace(self, unit: str, event_id: str, claim: Claim, index_seq: int) -> int | None:
+        """Overwrite the claim at `index_seq` (0: none yet): the new claim's index sequence, or
+        None if someone else wrote first."""
+        try:
+            ack = await self._js.publish(
                 self.subject(unit, event_id),
                 _ENCODE(claim),
                 {},
                 expected_last_subject_seq=index_seq,
             )
         except WrongLastSequence:
-            return False
-        return True
+            return None
+        return ack.seq

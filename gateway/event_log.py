@@ -47,6 +47,13 @@ class AppendResult(msgspec.Struct, frozen=True):
 class EventLog:
     def __init__(self, js: JetStream) -> None:
         self.js = js
+        self._window: float | None = None
+
+    async def duplicate_window(self) -> float:
+        """JetStream's msg-id window on the log, in seconds (read once: it is rarely needed)."""
+        if self._window is None:
+            self._window = await self.js.duplicate_window(EVENTS_STREAM)
+        return self._window
 
     async def entity_state(self, subject: str) -> EntityState:
         last = await self.js.last_on_subject(EVENTS_STREAM, subject)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from datetime import UTC, datetime
 
 import msgspec
 
 from gateway import lifecycle, logs
-from gateway.event_index import Claim, EventIndex
+from gateway.event_index import RELEASED, Claim, Entry, EventIndex
 from gateway.event_log import MSG_ID, EventLog, msg_id
 from gateway.jetstream import WrongLastSequence
 from gateway.lifecycle import EntityState
@@ -92,25 +93,28 @@ class Intake:
     ) -> tuple[Accepted, EntityState]:
         event = c.event
         unit, event_id = event.unit, event.event_id
+        mine: int | None = None  # the index sequence of the claim this call wrote
         for _ in range(RACE_RETRIES):
             try:
                 dossier = lifecycle.apply(state, event)
             except Refusal:
                 if (dup := await self._stored(c)) is not None:
                     return dup, await self.log.entity_state(subject)
+                if mine is not None:
+                    # Our claim's write was refused (another event came first) and this event
+                    # is refused now: free its event_id rather than hold it for the window.
+                    await self.index.replace(unit, event_id, RELEASED, mine)
                 raise
             claim = Claim(subject, state.last_seq)
-            if not await self.index.create(unit, event_id, claim):
+            if (written := await self.index.create(unit, event_id, claim)) is None:
                 found = await self.index.get(unit, event_id)
                 if found is None:
                     raise Unavailable("the event-id index changed during the write; retry")
-                previous, index_seq = found
-                if (dup := await self._stored(c, previous)) is not None:
+                if (dup := await self._stored(c, found.claim)) is not None:
                     # The state may have been assumed (a creation event): learn the real one.
                     return dup, await self.log.entity_state(subject)
-                # The earlier attempt with this id never reached the log: take its claim over.
-                if not await self.index.replace(unit, event_id, claim, index_seq):
-                    raise Unavailable("this event_id is being submitted concurrently; retry")
+                written = await self._take_over(unit, event_id, claim, found, mine)
+            mine = written
             try:
                 result = await self.log.append(
                     subject,
@@ -135,6 +139,28 @@ class Intake:
             )
         raise Unavailable("the dossier is being changed by many writers at once; retry")
 
+    async def _take_over(
+        self, unit: str, event_id: str, claim: Claim, found: Entry, mine: int | None
+    ) -> int | None:
+        """Make `claim` the event_id's claim in place of `found`, whose write is not in the log.
+
+        That write may still be in flight: replaced now, the index would not point where it
+        lands, and a resend after JetStream's window would be stored again. So `found` is kept
+        when it says what `claim` says (whichever write lands, it is where both point), and
+        replaced only when it is this call's own (its write was refused), released, or older
+        than the window (a write is given up long before: it can no longer land).
+        """
+        if found.claim == claim:
+            return mine
+        if found.seq != mine and found.claim != RELEASED:
+            age = (datetime.now(UTC) - found.written_at).total_seconds()
+            if age < await self.log.duplicate_window():
+                raise Unavailable("this event_id is being submitted concurrently; retry")
+        written = await self.index.replace(unit, event_id, claim, found.seq)
+        if written is None:
+            raise Unavailable("this event_id is being submitted concurrently; retry")
+        return written
+
     async def _stored(self, c: Candidate, claim: Claim | None = None) -> Accepted | None:
         """The original reply if this event_id is in the log already; Conflict if it differs."""
         event = c.event
@@ -142,7 +168,7 @@ class Intake:
             found = await self.index.get(event.unit, event.event_id)
             if found is None:
                 return None
-            claim = found[0]
+            claim = found.claim
         stored = await self.log.next_after(claim.subject, claim.after_seq)
         if stored is None or stored.headers.get(MSG_ID) != msg_id(event.unit, event.event_id):
             return None

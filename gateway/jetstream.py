@@ -76,6 +76,19 @@ class PubAck(msgspec.Struct, frozen=True):
 _PUBACK = msgspec.json.Decoder(PubAck)
 
 
+class _StreamConfig(msgspec.Struct, frozen=True):
+    duplicate_window: int = 0
+    """Nanoseconds."""
+
+
+class _StreamInfo(msgspec.Struct, frozen=True):
+    config: _StreamConfig | None = None
+    error: _ApiError | None = None
+
+
+_STREAM_INFO = msgspec.json.Decoder(_StreamInfo)
+
+
 class StoredMessage(msgspec.Struct, frozen=True):
     subject: str
     seq: int
@@ -154,6 +167,20 @@ class JetStream:
                 raise WrongLastSequence(ack.error.description)
             raise Unavailable(f"the event log refused the write: {ack.error.description}")
         return ack
+
+    async def duplicate_window(self, stream: str) -> float:
+        """The stream's msg-id duplicate window, in seconds."""
+        try:
+            reply = await self._request(f"{JS_API}.STREAM.INFO.{stream}", b"", None)
+        except nats.errors.NoRespondersError as e:
+            raise Unavailable("the event log is not reachable (no JetStream responder)") from e
+        except nats.errors.Error as e:
+            raise Unavailable(_connection_trouble(e, "read")) from e
+        info = _STREAM_INFO.decode(reply.data)
+        if info.config is None:
+            problem = info.error.description if info.error else "no configuration"
+            raise Unavailable(f"the event log could not be read ({problem})")
+        return info.config.duplicate_window / 1e9
 
     async def last_on_subject(self, stream: str, subject: str) -> StoredMessage | None:
         return await self._direct_get(f"{JS_API}.DIRECT.GET.{stream}.{subject}", b"")

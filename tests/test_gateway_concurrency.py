@@ -20,6 +20,8 @@ import pytest
 from nats.aio.client import Client
 
 from gateway.embedded import NatsServer
+from gateway.jetstream import JetStream, PubAck
+from gateway.refusals import Unavailable
 from gateway.registry import Registry
 from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
@@ -30,6 +32,7 @@ from tests.conftest import GatewayStarter, free_port
 from tests.helpers import (
     connected,
     error_of,
+    jetstream_remembers,
     last_on_subject,
     log_size,
     log_subjects,
@@ -349,3 +352,176 @@ async def test_jetstream_leader_gone_is_unavailable_and_safe_to_retry(
         assert again == [{**r, "duplicate": True} for r in replies]
         assert await log_size(client) == 1 + len(batch)
         assert (await log_subjects(client))[subject_of("HS-0")] == 2
+
+
+# --- an event_id's claim taken over while its first write is in flight ---------------------------
+
+WINDOW = 0.5
+
+
+class Gate:
+    """Holds the first JetStream write whose subject starts with `prefix` until released."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.reached = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def passing(self, subject: str) -> None:
+        if subject.startswith(self.prefix) and not self.reached.is_set():
+            self.reached.set()
+            await self.release.wait()
+
+
+def gated(*gates: Gate) -> type[JetStream]:
+    class Gated(JetStream):
+        async def publish(
+            self,
+            subject: str,
+            payload: bytes,
+            headers: dict[str, str],
+            *,
+            expected_last_subject_seq: int | None = None,
+        ) -> PubAck:
+            for gate in gates:
+                await gate.passing(subject)
+            return await super().publish(
+                subject, payload, headers, expected_last_subject_seq=expected_last_subject_seq
+            )
+
+    return Gated
+
+
+async def held_or_done(gate: Gate, task: asyncio.Task[Any]) -> None:
+    """Until `task` is held at `gate`, or has finished without reaching it."""
+    reached = asyncio.create_task(gate.reached.wait())
+    await asyncio.wait({reached, task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    reached.cancel()
+    assert gate.reached.is_set() or task.done()
+
+
+async def forget_msg_ids(client: Client, event: dict[str, Any], subject: str) -> None:
+    deadline = time.monotonic() + 10 * WINDOW + 5
+    while await jetstream_remembers(client, event["unit"], event["event_id"], subject):
+        assert time.monotonic() < deadline, "JetStream never forgot the msg id"
+        await asyncio.sleep(WINDOW / 4)
+
+
+@pytest.fixture
+async def short_window(gateways: GatewayStarter) -> Gateway:
+    return await gateways.start(streams=StreamSettings(duplicate_window_seconds=WINDOW))
+
+
+async def test_a_claim_for_another_entity_is_not_taken_over_while_its_write_is_in_flight(
+    short_window: Gateway, client: Client, nats_settings: NatsSettings, registry: Registry
+) -> None:
+    """A's write of X is held after A claimed the event_id; B submits the same id for another
+    entity. Had B taken the claim over, the index would point at B's entity, and X resent after
+    JetStream's window would be stored a second time."""
+    assert (await submit(client, ev.WARD, ev.received("HS-1")))["ok"] is True
+    x = ev.dossier_event("supplement_requested", "HS-1", event_id="E-race")
+    y = ev.document("VB-1", event_id="E-race")
+    held_a, held_b = Gate("onestop.events."), Gate("onestop.events.")
+    a, nc_a = await submit_service(nats_settings.servers[0], registry, gated(held_a))
+    b, nc_b = await submit_service(nats_settings.servers[0], registry, gated(held_b))
+    try:
+        task_a = asyncio.create_task(call(a, x))
+        await asyncio.wait_for(held_a.reached.wait(), 10)
+        task_b = asyncio.create_task(call(b, y))
+        await held_or_done(held_b, task_b)
+        held_a.release.set()
+        reply_a = await task_a
+        held_b.release.set()
+        reply_b = await task_b
+    finally:
+        await nc_a.close()
+        await nc_b.close()
+    assert (reply_a["ok"], reply_a["duplicate"]) == (True, False), reply_a
+    assert error_of(reply_b)[0] in ("conflict", "unavailable"), reply_b
+    await forget_msg_ids(client, x, subject_of("HS-1"))
+    assert await submit(client, ev.WARD, x) == {**reply_a, "duplicate": True}
+    assert error_of(await submit(client, ev.WARD, y))[0] == "conflict"
+    assert await log_subjects(client) == {subject_of("HS-1"): 2}
+
+
+async def test_a_claim_made_on_a_newer_state_is_not_taken_over_while_its_write_is_in_flight(
+    short_window: Gateway, client: Client, nats_settings: NatsSettings, registry: Registry
+) -> None:
+    """B judged X on the dossier before Z; A judged it after Z and claimed it. Had B taken the
+    claim over (pointing before Z), the index would miss A's X, and X resent after the window
+    would be stored a second time."""
+    assert (await submit(client, ev.WARD, ev.received("HS-1")))["ok"] is True
+    x = ev.dossier_event("supplement_requested", "HS-1")
+    claim_b, write_b = Gate("onestop.eventids."), Gate("onestop.events.")
+    write_a = Gate("onestop.events.")
+    a, nc_a = await submit_service(nats_settings.servers[0], registry, gated(write_a))
+    b, nc_b = await submit_service(nats_settings.servers[0], registry, gated(claim_b, write_b))
+    try:
+        task_b = asyncio.create_task(call(b, x))  # B reads the dossier, then is held
+        await asyncio.wait_for(claim_b.reached.wait(), 10)
+        z = ev.dossier_event("deadline_changed", "HS-1")
+        assert (await submit(client, ev.WARD, z))["ok"] is True
+        task_a = asyncio.create_task(call(a, x))  # A reads the dossier with Z, claims X
+        await asyncio.wait_for(write_a.reached.wait(), 10)
+        claim_b.release.set()
+        await held_or_done(write_b, task_b)
+        write_a.release.set()
+        reply_a = await task_a
+        write_b.release.set()
+        reply_b = await task_b
+    finally:
+        await nc_a.close()
+        await nc_b.close()
+    assert (reply_a["ok"], reply_a["duplicate"]) == (True, False), reply_a
+    if reply_b["ok"]:
+        assert reply_b == {**reply_a, "duplicate": True}
+    else:
+        assert error_of(reply_b)[0] == "unavailable"
+    await forget_msg_ids(client, x, subject_of("HS-1"))
+    assert await submit(client, ev.WARD, x) == {**reply_a, "duplicate": True}
+    assert await log_subjects(client) == {subject_of("HS-1"): 3}
+
+
+class _WriteLost(JetStream):
+    """Claims the event_id, then fails before the event reaches the log (a crash in between)."""
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str],
+        *,
+        expected_last_subject_seq: int | None = None,
+    ) -> PubAck:
+        if subject.startswith("onestop.events."):
+            raise Unavailable("the event log is not reachable (no JetStream responder)")
+        return await super().publish(
+            subject, payload, headers, expected_last_subject_seq=expected_last_subject_seq
+        )
+
+
+async def test_a_lost_writes_claim_is_taken_over_once_older_than_the_window(
+    gateways: GatewayStarter, client: Client, nats_settings: NatsSettings, registry: Registry
+) -> None:
+    """The claim of a write that never reached the log, made on an older state of the dossier,
+    is given up once no write of it can still land: until then, `unavailable`."""
+    window = 2.0
+    await gateways.start(streams=StreamSettings(duplicate_window_seconds=window))
+    assert (await submit(client, ev.WARD, ev.received("HS-1")))["ok"] is True
+    x = ev.dossier_event("supplement_requested", "HS-1")
+    lost, nc = await submit_service(nats_settings.servers[0], registry, _WriteLost)
+    try:
+        claimed = time.monotonic()
+        assert error_of(await call(lost, x))[0] == "unavailable"
+    finally:
+        await nc.close()
+    assert (await submit(client, ev.WARD, ev.dossier_event("deadline_changed", "HS-1")))["ok"]
+    assert error_of(await submit(client, ev.WARD, x))[0] == "unavailable"
+    assert time.monotonic() - claimed < window, "too slow to see the claim while it holds"
+    while (reply := await submit(client, ev.WARD, x))["ok"] is False:
+        assert error_of(reply)[0] == "unavailable", reply
+        assert time.monotonic() - claimed < 5 * window + 5, "the claim was never given up"
+        await asyncio.sleep(window / 8)
+    assert reply["duplicate"] is False
+    assert await submit(client, ev.WARD, x) == {**reply, "duplicate": True}
+    assert await log_subjects(client) == {subject_of("HS-1"): 3}
