@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -32,6 +31,7 @@ from gateway import logs
 from gateway.jetstream import JetStream, WrongLastSequence, delivery_of
 from gateway.refusals import Unavailable
 from gateway.registry import Registry
+from gateway.settings import from_env as settings_from_env
 from gateway.streams import EVENTS_STREAM
 from schemas.codec import EVENT_DECODER
 from schemas.report import Report
@@ -55,11 +55,7 @@ class ProjectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_env(cls) -> ProjectorSettings:
         """`LIENTHONG_PROJECTOR_<FIELD>` overrides a field (e.g. ..._COALESCE_SECONDS=0.5)."""
-        overrides: dict[str, object] = {}
-        for field, default in zip(cls.__struct_fields__, cls.__struct_defaults__, strict=True):
-            if (value := os.environ.get(f"LIENTHONG_PROJECTOR_{field.upper()}")) is not None:
-                overrides[field] = type(default)(value)
-        return cls(**overrides)  # type: ignore[arg-type]
+        return settings_from_env(cls, "LIENTHONG_PROJECTOR_")
 
 
 class ReportProjector:

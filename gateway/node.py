@@ -1,9 +1,11 @@
-"""What `lienthong serve` runs in one process: the gateway, the report projector, the forwarder.
+"""What `lienthong serve` runs in one process: the gateway, the report projector, the forwarder,
+the sealer.
 
-The gateway role runs in every process that carries it (a queue group). The projector and the
-forwarder (the outbound half of interconnection: consumers.outbox, consumers.delivery) run in
-one process of a deployment at a time: any number may carry them, the one holding the role's
-lease runs it and the others stand by to take over (consumers.lease).
+The gateway role runs in every process that carries it (a queue group). The projector, the
+forwarder (the outbound half of interconnection: consumers.outbox, consumers.delivery) and the
+sealer (the log's hash chain: consumers.sealer) run in one process of a deployment at a time:
+any number may carry them, the one holding the role's lease runs it and the others stand by to
+take over (consumers.lease).
 
 Each part has its own connection and keeps everything it knows in JetStream, so parts can run
 in separate processes or on separate machines with the same settings.
@@ -11,18 +13,24 @@ in separate processes or on separate machines with the same settings.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client
+
 from consumers.delivery import ForwarderSettings
 from consumers.forwarder import Forwarder
 from consumers.lease import Lease, LeasedPart
 from consumers.projector import ProjectorSettings, ReportProjector
+from consumers.sealer import Sealer, SealerSettings
 from gateway import connection
 from gateway.registry import Registry
 from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
 
 PROJECTOR_LEASE = "projector"
+SEALER_LEASE = "sealer"
 
-ROLES = ("gateway", "projector", "forwarder")
+ROLES = ("gateway", "projector", "forwarder", "sealer")
 
 
 class Node:
@@ -35,6 +43,7 @@ class Node:
         *,
         roles: frozenset[str] = frozenset(ROLES),
         forwarder: ForwarderSettings | None = None,
+        sealer: SealerSettings | None = None,
     ) -> None:
         self.nats = nats
         self.roles = roles
@@ -46,6 +55,10 @@ class Node:
         self._projector_part: LeasedPart | None = None
         self.forwarder_settings = forwarder or ForwarderSettings()
         self.forwarder: Forwarder | None = None
+        self.sealer_settings = sealer or SealerSettings()
+        self.sealer: Sealer | None = None
+        """The running sealer, while this process holds the sealer lease."""
+        self._sealer_part: LeasedPart | None = None
 
     async def start(self) -> None:
         await self.gateway.start()  # provisions the streams the others read
@@ -53,15 +66,30 @@ class Node:
             await self._start_projector_role()
         if "forwarder" in self.roles:
             await self._start_forwarder()
+        if "sealer" in self.roles:
+            await self._start_sealer_role()
+
+    async def _leased(
+        self,
+        name: str,
+        ttl: float,
+        start: Callable[[Client], Awaitable[None]],
+        stop: Callable[[bool], Awaitable[None]],
+    ) -> LeasedPart:
+        """A one-per-deployment part on its own connection, run while its lease is held here."""
+        client = await connection.connect(self.nats)
+        lease = Lease(client, name, ttl, self.gateway.stream_settings.replicas)
+        part = LeasedPart(lease, lambda: start(client), stop)
+        await part.start()
+        return part
 
     async def _start_projector_role(self) -> None:
-        client = await connection.connect(self.nats)
-        replicas = self.gateway.stream_settings.replicas
-        lease = Lease(client, PROJECTOR_LEASE, self.projector_settings.lease_ttl, replicas)
-
-        async def start() -> None:
+        async def start(client: Client) -> None:
             self.projector = ReportProjector(
-                client, self.registry, self.projector_settings, replicas=replicas
+                client,
+                self.registry,
+                self.projector_settings,
+                replicas=self.gateway.stream_settings.replicas,
             )
             await self.projector.start()
 
@@ -71,8 +99,21 @@ class Node:
                 # Lease lost: another process projects by now, so publish and checkpoint nothing.
                 await (projector.abort() if aborted else projector.stop())
 
-        self._projector_part = LeasedPart(lease, start, stop)
-        await self._projector_part.start()
+        ttl = self.projector_settings.lease_ttl
+        self._projector_part = await self._leased(PROJECTOR_LEASE, ttl, start, stop)
+
+    async def _start_sealer_role(self) -> None:
+        async def start(client: Client) -> None:
+            self.sealer = Sealer(client, self.sealer_settings)
+            await self.sealer.start()
+
+        async def stop(aborted: bool) -> None:
+            sealer, self.sealer = self.sealer, None
+            if sealer is not None:
+                await (sealer.abort() if aborted else sealer.stop())
+
+        ttl = self.sealer_settings.lease_ttl
+        self._sealer_part = await self._leased(SEALER_LEASE, ttl, start, stop)
 
     async def _start_forwarder(self) -> None:
         client = await connection.connect(self.nats)
@@ -93,3 +134,6 @@ class Node:
         if self.forwarder is not None:
             await self.forwarder.stop()  # unacknowledged messages stay in the outbox
             await self.forwarder.client.close()
+        if self._sealer_part is not None:
+            await self._sealer_part.stop()  # seals what it read
+            await self._sealer_part.lease.client.close()

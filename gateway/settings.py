@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
+
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,3 +76,13 @@ class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
 def data_home() -> Path:
     """Where the embedded nats-server keeps its store when no URL is given."""
     return Path(os.environ.get("LIENTHONG_HOME") or Path.cwd() / ".lienthong")
+
+
+def from_env(cls: type[S], prefix: str) -> S:
+    """`cls` with each field overridden by `<prefix><FIELD>` when that variable is set
+    (e.g. LIENTHONG_PROJECTOR_COALESCE_SECONDS=0.5); values take the type of the default."""
+    overrides: dict[str, Any] = {}
+    for field, default in zip(cls.__struct_fields__, cls.__struct_defaults__, strict=True):
+        if (value := os.environ.get(f"{prefix}{field.upper()}")) is not None:
+            overrides[field] = type(default)(value)
+    return cls(**overrides)

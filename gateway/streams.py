@@ -16,6 +16,9 @@ EVENT_IDS_PREFIX = "onestop.eventids"
 OUTBOX_STREAM = "ONESTOP_OUTBOX"
 """Envelopes owed to the province, one message each, removed once the province acknowledged."""
 OUTBOX_PREFIX = "onestop.outbox"
+SEALS_STREAM = "ONESTOP_SEALS"
+"""Seals over the event log: its hash chain up to a sequence, now and then (consumers.sealer)."""
+SEALS_SUBJECT = "onestop.seals"
 
 
 def event_log_config(settings: StreamSettings) -> StreamConfig:
@@ -83,6 +86,22 @@ def outbox_config(settings: StreamSettings) -> StreamConfig:
     )
 
 
+def seals_config(settings: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=SEALS_STREAM,
+        description="lienthong seals: the event log's hash chain, for tamper evidence",
+        subjects=[SEALS_SUBJECT],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        duplicate_window=settings.duplicate_window_seconds,
+        allow_direct=True,
+        # Evidence too: a seal is never taken back.
+        deny_delete=True,
+        deny_purge=True,
+    )
+
+
 async def provision(client: Client, settings: StreamSettings) -> None:
     """Create the streams, or bring an existing stream's editable settings in line."""
     js = client.jetstream()
@@ -91,6 +110,7 @@ async def provision(client: Client, settings: StreamSettings) -> None:
         reports_config(settings),
         event_ids_config(settings),
         outbox_config(settings),
+        seals_config(settings),
     ):
         try:
             await js.add_stream(config)

@@ -65,6 +65,7 @@ async def test_a_node_on_a_cluster_replicates_every_stream_and_bucket(
             "ONESTOP_REPORTS",
             "ONESTOP_EVENT_IDS",
             "ONESTOP_OUTBOX",
+            "ONESTOP_SEALS",
             "KV_ONESTOP_DELIVERIES",
             "KV_ONESTOP_LEASES",
             "OBJ_ONESTOP_PROJECTOR",
