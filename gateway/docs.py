@@ -19,6 +19,7 @@ from schemas.events import Event
 from schemas.interconnect import DeliveryAck, Envelope, NoteBody, ResultBody, TransferBody
 from schemas.replies import Accepted, Refused
 from schemas.report import Report
+from schemas.seal import Seal
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schemas" / "lienthong.schema.json"
 ASYNCAPI_FILE = Path(__file__).resolve().parent.parent / "schemas" / "asyncapi.json"
@@ -34,6 +35,7 @@ _DOCUMENTED: dict[str, Any] = {
     "NoteBody": NoteBody,
     "DeliveryAck": DeliveryAck,
     "Report": Report,
+    "Seal": Seal,
 }
 
 
@@ -44,8 +46,20 @@ def json_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "lienthong wire contract, version 1",
-        "description": "Events, replies, interconnection envelopes and reports (CONTRACT.md).",
-        "$defs": {**components, **dict(zip(_DOCUMENTED, refs, strict=True))},
+        "description": (
+            "Events, replies, interconnection envelopes, reports and seals (CONTRACT.md)."
+        ),
+        "$defs": {**_aliases(refs), **components},
+    }
+
+
+def _aliases(refs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+    """A definition under each documented name that is not a Struct's own (Event, Submission):
+    a Struct's component is its definition, and must not be replaced by a reference to itself."""
+    return {
+        name: ref
+        for name, ref in zip(_DOCUMENTED, refs, strict=True)
+        if ref.get("$ref", "").rpartition("/")[2] != name
     }
 
 
@@ -64,6 +78,11 @@ _PUBLISHED = {
         "Monthly reports, stream ONESTOP_REPORTS (direct get): every revision is a message; the "
         "last on a subject is the current report.",
     ),
+    "onestop.seals": (
+        "Seal",
+        "Seals over the event log, stream ONESTOP_SEALS: its hash chain up to a sequence, so a "
+        "copy of them lets anyone check later that the log was not altered (`lienthong verify`).",
+    ),
     "province.{province}.inbox.{unit}": (
         "Envelope",
         'Interconnection from a unit to its province, request/reply; `{"ok": true}` acknowledges.',
@@ -78,8 +97,8 @@ def _with_payloads(spec: dict[str, Any]) -> dict[str, Any]:
     )
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("EmptyPayload", None)
+    schemas.update(_aliases(refs))
     schemas.update(components)
-    schemas.update(dict(zip(_DOCUMENTED, refs, strict=True)))
     payload_of = {"onestop.submit.{unit}": "Submission", "onestop.inbound.{unit}": "Envelope"}
     payload_of.update({subject: name for subject, (name, _) in _PUBLISHED.items()})
     for name, message in spec["components"].get("messages", {}).items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -136,3 +137,14 @@ def test_asyncapi_names_the_subjects_of_the_contract() -> None:
     text = json.dumps(document)
     for subject in SUBJECTS:
         assert subject in text, subject
+
+
+@pytest.mark.parametrize("document", [SCHEMA_FILE, ASYNCAPI_FILE], ids=lambda p: p.name)
+def test_every_definition_resolves_to_a_schema_not_to_itself(document: Path) -> None:
+    loaded = json.loads(document.read_text(encoding="utf-8"))
+    defs = loaded["$defs"] if "$defs" in loaded else loaded["components"]["schemas"]
+    for name, definition in defs.items():
+        assert definition.get("$ref", "").rpartition("/")[2] != name, name
+    for name in ("Report", "Envelope", "Accepted", "Refused", "Seal"):
+        assert defs[name]["type"] == "object", name
+        assert defs[name]["properties"], name
