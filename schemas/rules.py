@@ -41,7 +41,7 @@ def field_problem(event: Event, now: datetime) -> FieldProblem | None:
     return None
 
 
-def timestamp_problem(event: Event, raw: bytes | msgspec.Raw) -> FieldProblem | None:
+def timestamp_problem(event: msgspec.Struct, raw: bytes | msgspec.Raw) -> FieldProblem | None:
     """A timestamp of `event` (decoded from `raw`) with more than 6 fractional digits, or None.
 
     The decoder keeps microseconds and rounds the rest: 2021-04-30T16:59:59.9999996Z would be

@@ -171,7 +171,9 @@ async def test_a_receipt_for_a_dossier_never_received_is_unknown_entity(
         await kv.get(key_of(receipt))
 
 
-@pytest.mark.parametrize("payload", [b"not json", b"[1, 2]", b'"a string"', b"42", b"{"])
+@pytest.mark.parametrize(
+    "payload", [b"not json", b"[1, 2]", b'"a string"', b"42", b"{", b'{"message_id": "\xff"}']
+)
 async def test_an_envelope_that_is_not_a_json_object_is_malformed(
     gateway: Gateway, client: Client, payload: bytes
 ) -> None:
@@ -234,3 +236,33 @@ NOTE_KINDS = ("receipt", "status", "rejected")
 
 def key_of(message: dict[str, Any]) -> str:
     return record_key(ev.WARD, message["dossier_id"], "in", message["message_id"])
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        (
+            "sent_at",
+            {**envelope("receipt", "HS-T", "52-t-1"), "sent_at": "2021-05-06T09:00:00.1234567Z"},
+        ),
+        (
+            "body.resolved_at",
+            envelope(
+                "result",
+                "HS-T",
+                "52-t-2",
+                outcome="approved",
+                resolved_at="2021-04-30T16:59:59.9999996Z",
+            ),
+        ),
+    ],
+)
+async def test_a_timestamp_finer_than_microseconds_is_invalid_not_rounded(
+    gateway: Gateway, client: Client, field: str, message: dict[str, Any]
+) -> None:
+    await received_dossier(client, "HS-T")
+    before = await log_size(client)
+    reply = await send(client, message)
+    assert reply["ok"] is False
+    assert (reply["error"]["code"], reply["error"]["field"]) == ("invalid", field)
+    assert await log_size(client) == before
