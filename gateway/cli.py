@@ -287,6 +287,52 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a period's events as JSON Lines, without personal data. Changes nothing and
+    sends nothing."""
+    import nats.errors
+
+    from consumers.export import UnreadableLog, export, selection
+
+    settings = _command_nats(args)
+    try:
+        chosen = selection(_registry(args), args.period, args.unit)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    output: Path | None = args.output
+    # Written beside the file and renamed when complete: an export file is never half an export.
+    partial = output.with_name(output.name + ".partial") if output is not None else None
+
+    async def run() -> int:
+        client = await connection.connect(settings, service=False)
+        try:
+            if partial is None:
+                return await export(client, chosen, sys.stdout.buffer)
+            with partial.open("wb") as out:
+                return await export(client, chosen, out)
+        finally:
+            await client.close()
+
+    try:
+        count = asyncio.run(run())
+    except (nats.errors.Error, UnreadableLog, OSError) as e:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        where = ", ".join(settings.servers)
+        what = "cannot read the event log"
+        if isinstance(e, OSError) and output is not None:
+            what = f"cannot write {output}"
+        print(f"{what} (at {where}): {str(e) or type(e).__name__}", file=sys.stderr)
+        return 1
+    if output is not None and partial is not None:
+        partial.replace(output)
+    sys.stdout.flush()
+    whose = f"unit {args.unit} and every unit below it" if args.unit else "every unit"
+    print(f"exported {count} events of {args.period} (UTC+07:00), {whose}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway import demo
 
@@ -392,6 +438,22 @@ def parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--registry", type=Path)
     nats_url(rebuild)
     rebuild.set_defaults(run=cmd_rebuild)
+
+    export = sub.add_parser(
+        "export",
+        help="write a period's events as JSON Lines, without the applicant's personal data",
+        description="Write the events of a period (by occurred_at, in UTC+07:00) of a unit and "
+        "every unit below it (default: every unit) as JSON Lines, one "
+        '{"seq", "stored_at", "event"} object per event in log order. Events are written '
+        "without their applicant field: personal data never leaves the log. Reads the log only: "
+        "changes nothing and sends nothing.",
+    )
+    export.add_argument("--period", required=True, help="YYYY-MM")
+    export.add_argument("--unit", help="a unit code: it and every unit below it (default: all)")
+    export.add_argument("--output", type=Path, help="write to this file (default: stdout)")
+    export.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
+    nats_url(export)
+    export.set_defaults(run=cmd_export)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the contract")
     schema.add_argument("--asyncapi", action="store_true", help="the AsyncAPI document instead")
