@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import nats
+import nats.errors
 from nats.aio.client import Client
 
+from gateway.embedded import NatsServer
 from gateway.event_index import EventIndex
 from gateway.event_log import EventLog, msg_id
 from gateway.intake import Intake
@@ -20,6 +23,7 @@ from gateway.registry import Registry
 from gateway.streams import EVENTS_STREAM
 from gateway.subjects import submit_subject
 from gateway.submit import SubmitService
+from tests.conftest import free_port
 
 
 async def submit(client: Client, unit: str, payload: Any, timeout: float = 10.0) -> Any:
@@ -122,3 +126,38 @@ async def until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or check}")
         await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def three_node_cluster(store: Path) -> AsyncIterator[list[NatsServer]]:
+    """Three clustered nats-servers on free ports, once a meta leader can place a stream with
+    three replicas; all stopped (also those a test killed) on the way out."""
+    routes = [free_port() for _ in range(3)]
+    servers = [
+        NatsServer(
+            store / f"n{i}",
+            port=free_port(),
+            name=f"n{i}",
+            cluster=(routes[i], [p for j, p in enumerate(routes) if j != i]),
+        )
+        for i in range(3)
+    ]
+    try:
+        await asyncio.gather(*(asyncio.to_thread(s.start) for s in servers))
+        async with connected(servers[0].url) as admin:
+            js = admin.jetstream(timeout=1.0)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    await js.add_stream(
+                        name="PLACEMENT_PROBE", subjects=["probe.>"], num_replicas=3
+                    )
+                    await js.delete_stream("PLACEMENT_PROBE")
+                    break
+                except nats.errors.Error:  # no meta leader yet, or not all peers known
+                    assert time.monotonic() < deadline, "no JetStream meta leader with 3 peers"
+                    await asyncio.sleep(0.2)
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()

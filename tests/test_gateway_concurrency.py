@@ -28,7 +28,7 @@ from gateway.settings import NatsSettings, StreamSettings
 from gateway.streams import EVENT_IDS_STREAM, EVENTS_STREAM, REPORTS_STREAM
 from gateway.submit import SubmitService
 from tests import events as ev
-from tests.conftest import GatewayStarter, free_port
+from tests.conftest import GatewayStarter
 from tests.helpers import (
     connected,
     error_of,
@@ -38,6 +38,7 @@ from tests.helpers import (
     log_subjects,
     submit,
     submit_service,
+    three_node_cluster,
 )
 
 DOSSIERS = 40
@@ -288,31 +289,10 @@ async def _streams_have_leaders(client: Client) -> bool:
 async def test_jetstream_leader_gone_is_unavailable_and_safe_to_retry(
     tmp_path: Path, registry: Registry
 ) -> None:
-    routes = [free_port() for _ in range(3)]
-    servers = [
-        NatsServer(
-            tmp_path / f"n{i}",
-            port=free_port(),
-            name=f"n{i}",
-            cluster=(routes[i], [p for j, p in enumerate(routes) if j != i]),
-        )
-        for i in range(3)
-    ]
-    survivor, *lost = servers
     async with contextlib.AsyncExitStack() as stack:
-        for server in servers:
-            stack.callback(server.stop)
-        await asyncio.gather(*(asyncio.to_thread(s.start) for s in servers))
+        servers = await stack.enter_async_context(three_node_cluster(tmp_path))
+        survivor, *lost = servers
         admin = await stack.enter_async_context(connected(survivor.url))
-        js = admin.jetstream(timeout=0.5)  # polled: a short wait per try, many tries
-
-        async def three_peers() -> bool:
-            """A meta leader that can place a stream on all three servers (then it is gone)."""
-            await js.add_stream(name="PLACEMENT_PROBE", subjects=["probe.>"], num_replicas=3)
-            await js.delete_stream("PLACEMENT_PROBE")
-            return True
-
-        await _until("a JetStream meta leader with three peers", three_peers)
         gateway = Gateway(
             NatsSettings(servers=(survivor.url,), request_timeout=1.0),
             StreamSettings(replicas=3),
