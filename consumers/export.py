@@ -5,7 +5,7 @@ are those whose `occurred_at` falls in the period (Vietnam's calendar, as report
 of one unit and every unit below it in the registry, or of every unit. Each event is re-encoded
 from its decoded Struct without `applicant`: personal data never leaves where it is not needed.
 
-Reading only: the log is replayed by `consumers.rebuild.replay` (an ephemeral ordered consumer,
+Reading only: the log is replayed by `consumers.replay` (an ephemeral ordered consumer,
 deleted when done); nothing is written to it and nothing is sent to the province.
 """
 
@@ -16,9 +16,10 @@ from typing import IO, Any
 
 import msgspec
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from consumers.periods import period_index, period_of
-from consumers.rebuild import ALL_EVENTS, replay
+from consumers.replay import ALL_EVENTS, replay
 from gateway.jetstream import Delivery
 from gateway.registry import Registry
 from gateway.subjects import EVENTS_PREFIX
@@ -96,10 +97,10 @@ async def export(client: Client, chosen: Selection, out: IO[bytes]) -> int:
     """Write the chosen events of the log to `out`; how many were written."""
     written = 0
 
-    def take(delivery: Delivery, data: bytes) -> bool:
+    def take(delivery: Delivery, msg: Msg) -> bool:
         nonlocal written
         try:
-            event = EVENT_DECODER.decode(data)
+            event = EVENT_DECODER.decode(msg.data)
         except msgspec.DecodeError as e:
             raise UnreadableLog(f"message {delivery.seq} of the log is not an event: {e}") from e
         if selected(event, chosen):

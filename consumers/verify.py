@@ -1,7 +1,7 @@
 """Verifying that the event log was not altered (CONTRACT section 7), against its seals.
 
-The log is replayed from its first message with an ephemeral ordered consumer (it leaves nothing
-behind, so it also works on a copied log) and the chain recomputed (consumers.log_chain); every
+The log is replayed from its first message (consumers.replay: it leaves nothing behind, so it
+also works on a copied log) and the chain recomputed (consumers.log_chain); every
 seal in ONESTOP_SEALS must name the same chain at its sequence. A changed, removed or inserted
 event before a seal breaks that seal and every later one; a log shorter than a seal says lost
 its tail. Events after the last seal are counted, not judged: nothing vouches for them yet.
@@ -9,16 +9,15 @@ its tail. Events after the last seal are counted, not judged: nothing vouches fo
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from consumers.log_chain import Chain
-from gateway.jetstream import delivery_of
-from gateway.streams import EVENTS_STREAM, SEALS_STREAM, SEALS_SUBJECT
+from consumers.replay import replay
+from gateway.jetstream import Delivery
+from gateway.streams import SEALS_STREAM, SEALS_SUBJECT
 from schemas.seal import Seal
 
 _SEAL = msgspec.json.Decoder(Seal)
@@ -27,7 +26,7 @@ MAX_GAPS = 100
 
 class Verification(msgspec.Struct, frozen=True, kw_only=True):
     events: int
-    """Messages in the log now."""
+    """Messages in the log (up to the last one when the verification started)."""
     last_seq: int
     seals: int
     """Seals checked."""
@@ -65,15 +64,12 @@ async def read_seals(client: Client) -> list[Seal]:
 
 async def verify(client: Client) -> Verification:
     seals = await read_seals(client)
-    js = client.jetstream()
-    state = (await js.stream_info(EVENTS_STREAM)).state
     chain = Chain()
     gaps: list[int] = []
     due = iter(seals)
     next_seal = next(due, None)
     verified = checked = 0
     broken: int | None = None
-    done = asyncio.Event()
 
     def judge_seals_up_to(seq: int) -> None:
         """Judge every seal at or before `seq` against the chain as it stood at its sequence."""
@@ -92,40 +88,25 @@ async def verify(client: Client) -> Verification:
                     broken = next_seal.seq
             next_seal = next(due, None)
 
-    async def on_event(msg: Msg) -> None:
-        if done.is_set():
-            return
-        delivery = delivery_of(msg.reply)
+    def on_event(delivery: Delivery, msg: Msg) -> bool:
         # A seal between the previous message and this one (a removed message) cannot match.
         judge_seals_up_to(delivery.seq - 1)
         if delivery.seq != chain.seq + 1 and len(gaps) < MAX_GAPS:
             gaps.extend(range(chain.seq + 1, min(delivery.seq, chain.seq + 1 + MAX_GAPS)))
         chain.add(delivery.seq, msg.subject, delivery.stored_ns, msg.headers, msg.data)
         judge_seals_up_to(delivery.seq)
-        if delivery.seq >= state.last_seq:
-            done.set()
+        return True
 
-    if state.messages > 0:
-        sub = await js.subscribe(
-            "onestop.events.>",
-            stream=EVENTS_STREAM,
-            cb=on_event,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.ALL,
-            pending_msgs_limit=100_000,
-            pending_bytes_limit=256 * 1024 * 1024,
-        )
-        await done.wait()
-        await sub.unsubscribe()
+    await replay(client, on_event)
     # Seals beyond the log's end: the log lost events it once held.
     judge_seals_up_to(1 << 62)
     last_sealed = seals[-1].seq if seals else 0
     return Verification(
-        events=state.messages,
-        last_seq=state.last_seq,
+        events=chain.events,
+        last_seq=chain.seq,
         seals=checked,
         verified_seq=verified,
         broken_seal_seq=broken,
         gaps=gaps[:MAX_GAPS],
-        unsealed=max(0, state.last_seq - last_sealed),
+        unsealed=max(0, chain.seq - last_sealed),
     )
