@@ -11,6 +11,7 @@ from pathlib import Path
 
 from consumers.delivery import ForwarderSettings
 from consumers.projector import ProjectorSettings
+from consumers.sealer import SealerSettings
 from gateway import connection, logs
 from gateway.client import submit_all
 from gateway.docs import asyncapi, json_schema, render
@@ -51,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             roles=roles,
             forwarder=ForwarderSettings.from_env(),
             projector=ProjectorSettings.from_env(),
+            sealer=SealerSettings.from_env(),
         )
         await node.start()
         print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
@@ -287,6 +289,39 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Recompute the log's hash chain and hold it against every seal. Changes nothing."""
+    from consumers.verify import verify
+
+    settings = _command_nats(args)
+
+    async def run() -> int:
+        client = await connection.connect(settings, service=False)
+        try:
+            result = await verify(client)
+        finally:
+            await client.close()
+        print(
+            f"{result.events} events in the log (last sequence {result.last_seq}), "
+            f"{result.seals} seals checked"
+        )
+        if result.broken_seal_seq is not None:
+            print(
+                f"ALTERED: the log no longer matches the seal at sequence "
+                f"{result.broken_seal_seq}; it matches seals up to sequence "
+                f"{result.verified_seq} only"
+            )
+        if result.gaps:
+            print(f"ALTERED: events missing from the log at sequences {result.gaps[:10]}")
+        if result.intact:
+            print(f"intact: the log matches every seal, up to sequence {result.verified_seq}")
+        if result.unsealed:
+            print(f"{result.unsealed} events after the last seal are not sealed yet")
+        return 0 if result.intact else 1
+
+    return asyncio.run(run())
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a period's events as JSON Lines, without personal data. Changes nothing and
     sends nothing."""
@@ -364,9 +399,10 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=EMBEDDED_PORT, help="embedded server's port")
     serve.add_argument(
         "--roles",
-        default="gateway,projector,forwarder",
-        help="what this process runs, comma-separated: gateway, projector, forwarder "
-        "(default: all; run the forwarder in one process only)",
+        default="gateway,projector,forwarder,sealer",
+        help="what this process runs, comma-separated: gateway, projector, forwarder, sealer "
+        "(default: all; the projector, forwarder and sealer run in one process at a time, "
+        "the others stand by)",
     )
     serve.set_defaults(run=cmd_serve)
 
@@ -438,6 +474,14 @@ def parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--registry", type=Path)
     nats_url(rebuild)
     rebuild.set_defaults(run=cmd_rebuild)
+
+    verify = sub.add_parser(
+        "verify",
+        help="check that the event log was not altered: recompute its hash chain against the "
+        "seals in ONESTOP_SEALS (exit 1 if not)",
+    )
+    nats_url(verify)
+    verify.set_defaults(run=cmd_verify)
 
     export = sub.add_parser(
         "export",

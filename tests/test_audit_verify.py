@@ -6,6 +6,9 @@ is deleted and recreated, and its events published again, changed or not.
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,6 +19,7 @@ from consumers.log_chain import GENESIS, Chain
 from consumers.sealer import Sealer, SealerSettings
 from consumers.verify import verify
 from gateway import connection
+from gateway.embedded import NatsServer
 from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
 from gateway.streams import EVENTS_STREAM, provision
@@ -142,3 +146,30 @@ def test_the_chain_covers_sequence_subject_stored_time_headers_and_data() -> Non
         head(data=b"[]"),
     }
     assert len(variants) == 6
+
+
+def run_verify(server: NatsServer, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "verify", "--nats-url", server.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_lienthong_verify_says_intact_or_altered_and_exits_accordingly(
+    sealer: Sealer, client: Client, nats_server: NatsServer, subprocess_env: dict[str, str]
+) -> None:
+    await lifecycle(client, "HS-1")
+    await sealer.wait_until_current()
+    await lifecycle(client, "HS-2")  # after the seal
+    intact = await asyncio.to_thread(run_verify, nats_server, subprocess_env)
+    assert intact.returncode == 0, intact.stderr
+    assert "4 events in the log (last sequence 4), 1 seals checked" in intact.stdout
+    assert "intact: the log matches every seal, up to sequence 2" in intact.stdout
+    assert "2 events after the last seal are not sealed yet" in intact.stdout
+    await recreate_log(client, change=2)
+    altered = await asyncio.to_thread(run_verify, nats_server, subprocess_env)
+    assert altered.returncode == 1
+    assert "ALTERED: the log no longer matches the seal at sequence 2" in altered.stdout
