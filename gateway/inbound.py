@@ -40,7 +40,7 @@ from schemas.codec import ENCODER, decode_body, field_of, plain_message
 from schemas.events import DossierResolved, DossierSupplementRequested, Entity, Event
 from schemas.interconnect import INBOUND_KINDS, Envelope, EnvelopeKind, NoteBody, ResultBody
 from schemas.replies import Accepted
-from schemas.rules import field_problem, timestamp_problem
+from schemas.rules import field_problem, to_microseconds
 
 RECORDS_BUCKET = "ONESTOP_DELIVERIES"
 OK = b'{"ok":true}'
@@ -102,8 +102,7 @@ def decode_envelope(payload: bytes, unit: str, registry: Registry) -> Envelope:
         raise Malformed(f"the envelope is not valid JSON: {e}") from e
     except UnicodeDecodeError as e:
         raise Malformed("the envelope is not UTF-8 text") from e
-    if (problem := timestamp_problem(envelope, payload)) is not None:
-        raise Invalid(problem.message, field=problem.field)
+    envelope = to_microseconds(envelope, payload)
     if envelope.kind not in INBOUND_KINDS:
         raise Invalid(
             f"kind {envelope.kind.value!r} does not go from the province to a unit", field="kind"
@@ -159,8 +158,7 @@ class InboundService:
         except msgspec.ValidationError as e:
             field = f"body.{field_of(e)}" if field_of(e) else "body"
             raise Invalid(f"{field}: {plain_message(e)}", field=field) from e
-        if (problem := timestamp_problem(body, envelope.body)) is not None:
-            raise Invalid(problem.message, field=f"body.{problem.field}")
+        body = to_microseconds(body, envelope.body)
         event_id = inbound_event_id(envelope.message_id)
         if await self._stored(envelope.unit, event_id):
             return  # a resend (its sent_at, even its body, may differ): stored once already

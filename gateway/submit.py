@@ -27,7 +27,7 @@ from gateway.refusals import (
 from gateway.registry import Registry
 from schemas.codec import ENCODER, EVENT_DECODER, field_of, plain_message
 from schemas.replies import Accepted, Refused, Reply
-from schemas.rules import field_problem, timestamp_problem
+from schemas.rules import field_problem, to_microseconds
 
 MAX_EVENTS = 1000
 MAX_BYTES = 4 * 1024 * 1024
@@ -87,7 +87,8 @@ def validate(raw: msgspec.Raw, unit: str, registry: Registry, now: datetime) -> 
         raise Invalid(f"{field or 'event'}: {plain_message(e)}", field=field) from e
     except UnicodeDecodeError as e:  # an array's elements are split out without reading strings
         raise Malformed(f"the event is not valid JSON: its text must be UTF-8 ({e})") from e
-    if (problem := timestamp_problem(event, raw) or field_problem(event, now)) is not None:
+    event = to_microseconds(event, raw)
+    if (problem := field_problem(event, now)) is not None:
         raise Invalid(problem.message, field=problem.field)
     if event.unit != unit:
         raise UnitMismatch(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import msgspec
 
@@ -12,7 +13,8 @@ from schemas.events import Channel, DossierDeadlineChanged, DossierReceived, Eve
 CLOCK_SKEW_ALLOWED = timedelta(minutes=5)
 
 _SEVEN_DIGITS = re.compile(rb"\.\d{7}")
-_FINER_THAN_MICROSECONDS = re.compile(r"\.\d{7}")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+S = TypeVar("S", bound=msgspec.Struct)
 
 
 class FieldProblem(msgspec.Struct, frozen=True):
@@ -41,26 +43,25 @@ def field_problem(event: Event, now: datetime) -> FieldProblem | None:
     return None
 
 
-def timestamp_problem(event: msgspec.Struct, raw: bytes | msgspec.Raw) -> FieldProblem | None:
-    """A timestamp of `event` (decoded from `raw`) with more than 6 fractional digits, or None.
+def to_microseconds(decoded: S, raw: bytes | msgspec.Raw) -> S:
+    """`decoded` (from `raw`) with each timestamp that had more than 6 fractional digits cut to
+    6, not rounded.
 
-    The decoder keeps microseconds and rounds the rest: 2021-04-30T16:59:59.9999996Z would be
-    stored as 17:00:00Z, in May. Such a timestamp is refused rather than moved. Seven digits in
-    a row after a dot are rare in an event, so only then is the event read a second time.
+    The contract allows any fractional seconds (Go's RFC3339Nano sends 9 digits); the gateway
+    keeps microseconds. msgspec rounds the rest, and 2021-04-30T16:59:59.9999996Z would become
+    17:00:00Z, in May; cutting never crosses a whole second, so never a period's edge. Seven
+    digits in a row after a dot are rare in an event, so only then is it read a second time.
     """
     if _SEVEN_DIGITS.search(raw) is None:
-        return None
+        return decoded
     fields = msgspec.json.decode(raw)
-    for name in event.__struct_fields__:
-        value = fields.get(name)
-        if (
-            isinstance(getattr(event, name), datetime)
-            and isinstance(value, str)
-            and _FINER_THAN_MICROSECONDS.search(value)
-        ):
-            return FieldProblem(
-                name,
-                f"{name} has more than 6 digits after the seconds' decimal point; "
-                "the gateway keeps microseconds: send at most 6 digits",
-            )
-    return None
+    cut = {
+        name: _FRACTION.sub(r"\1", value, count=1)
+        for name in decoded.__struct_fields__
+        if isinstance(getattr(decoded, name), datetime)
+        and isinstance(value := fields.get(name), str)
+        and _FRACTION.search(value)
+    }
+    if not cut:
+        return decoded
+    return msgspec.json.decode(msgspec.json.encode({**fields, **cut}), type=type(decoded))
