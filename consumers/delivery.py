@@ -291,6 +291,8 @@ class DeliveryWorker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(nats.errors.Error):  # a forwarder that lost its lease goes on
+            await self._sub.unsubscribe()
 
     def held(self) -> int:
         return sum(len(d.queue) for d in self._dossiers.values())

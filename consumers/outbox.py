@@ -174,6 +174,8 @@ class OutboxTranslator:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        with contextlib.suppress(nats.errors.Error):  # a forwarder that lost its lease goes on
+            await self._sub.unsubscribe()
 
     async def _run(self) -> None:
         while not self._stopping.is_set():

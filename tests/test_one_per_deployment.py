@@ -19,7 +19,7 @@ from nats.aio.client import Client
 from consumers import report_store
 from consumers.delivery import ForwarderSettings
 from consumers.forwarder import Forwarder
-from consumers.lease import Lease
+from consumers.lease import Lease, LeasedPart
 from consumers.outbox import OutboxSettings
 from consumers.projector import ProjectorSettings
 from gateway.embedded import NatsServer
@@ -158,3 +158,26 @@ async def test_only_the_lease_holder_projects_and_another_takes_over_when_it_sto
         assert found.report.revision == 2  # one revision per change, across the takeover
     finally:
         await second.stop()
+
+
+async def test_a_part_whose_lease_was_taken_is_aborted_and_taken_back_once_it_is_free(
+    connections: list[Client],
+) -> None:
+    calls: list[str] = []
+
+    async def start() -> None:
+        calls.append("start")
+
+    async def stop(aborted: bool) -> None:
+        calls.append("abort" if aborted else "stop")
+
+    part = LeasedPart(Lease(connections[0], "role", TTL), start, stop)
+    await part.start()
+    assert part.active
+    kv = await connections[1].jetstream().key_value("ONESTOP_LEASES")
+    await kv.put("role", b"someone else")  # taken behind its back; not renewed, so it expires
+    await until(lambda: not part.active, timeout=TTL * 2, what="the part aborted")
+    assert calls == ["start", "abort"]
+    await until(lambda: part.active, timeout=TTL * 4, what="the lease taken back")
+    await part.stop()
+    assert calls == ["start", "abort", "start", "stop"]
