@@ -53,6 +53,17 @@ def gateway_process(url: str, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
         process.wait(30)
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) a process has used so far, from /proc; 0 where there is none."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 

@@ -2,6 +2,11 @@
 
     .venv/bin/python -m bench.submit [--events 20000]
 
+First one process each side: one gateway process, one raw publisher. Then two each side: two
+gateway processes in the queue group (as a deployment scales) against two raw publisher
+processes (bench.raw_publisher), both started by one signal. The broker's and the gateway's CPU
+time per event are printed too: where the time goes.
+
 Each event is a new dossier's `dossier.received` (the common case, and the costliest: every one
 is a new entity and a new event id). The raw baseline publishes the same payloads with the same
 Nats-Msg-Id headers to a plain stream, pipelined (publish_async), which is the most the broker
@@ -12,14 +17,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
+import sys
 
 import msgspec
 import nats
+import nats.errors
 from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
 
-from bench.common import Timer, gateway_process, machine, private_server, rate
+from bench.common import Timer, cpu_seconds, gateway_process, machine, private_server, rate
 from gateway.client import submit_batch
 from schemas.replies import Accepted
 
@@ -96,28 +104,107 @@ async def gateway_submit(
     return rate(accepted, t.seconds)
 
 
+HEADER = (
+    f"{'case':<38}{'gateway ev/s':>14}{'raw ev/s':>12}{'ratio':>8}"
+    f"{'broker µs/ev raw':>18}{'broker µs/ev gw':>17}{'gateway µs/ev':>15}"
+)
+CASES = (
+    ("1 event per request (64 in flight)", 1, 64),
+    ("batches of 100 (4 in flight)", 100, 4),
+    ("batches of 1000 (2 in flight)", 1000, 2),
+)
+
+
+async def raw_processes(client: Client, total: int, processes: int) -> float:
+    """`processes` raw publishers, `total` events between them, timed from one start signal."""
+    prefix = f"rawp{next(_counter)}"
+    js = client.jetstream()
+    await js.add_stream(
+        StreamConfig(
+            name=prefix.upper(),
+            subjects=[f"{prefix}.>"],
+            storage=StorageType.FILE,
+            duplicate_window=600,
+        )
+    )
+    ready, done = await client.subscribe("bench.ready"), await client.subscribe("bench.done")
+    url = client.connected_url.geturl() if client.connected_url else ""
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.raw_publisher",
+            url,
+            prefix,
+            f"p{k}",
+            str(total // processes),
+        )
+        for k in range(processes)
+    ]
+    for _ in children:
+        await ready.next_msg(timeout=60)
+    with Timer() as t:
+        await client.publish("bench.go", b"")
+        for _ in children:
+            await done.next_msg(timeout=600)
+    for child in children:
+        await child.wait()
+    await ready.unsubscribe()
+    await done.unsubscribe()
+    return rate(total // processes * processes, t.seconds)
+
+
+def row(label: str, gw: float, raw: float, cpu: tuple[float, float, float], n: int) -> str:
+    broker_raw, broker_gw, gateway = (c * 1e6 / n for c in cpu)
+    return (
+        f"{label:<38}{gw:>14,.0f}{raw:>12,.0f}{gw / raw:>8.2f}"
+        f"{broker_raw:>18,.0f}{broker_gw:>17,.0f}{gateway:>15,.0f}"
+    )
+
+
 async def main(total: int) -> None:
     print(f"machine: {machine()}")
     print(f"events per case: {total}\n")
-    with private_server() as server, gateway_process(server.url, "--roles", "gateway"):
+    with private_server() as server, contextlib.ExitStack() as gateways:
+        first = gateways.enter_context(gateway_process(server.url, "--roles", "gateway"))
         client = await nats.connect(server.url)
-        for _ in range(100):  # until the gateway answers
-            try:
-                await client.request("onestop.submit.21550", b"[]", timeout=0.5)
-                break
-            except Exception:
-                await asyncio.sleep(0.1)
-        print(f"{'case':<34}{'gateway ev/s':>14}{'raw ev/s':>12}{'ratio':>8}")
-        for label, batch, in_flight in (
-            ("1 event per request (64 in flight)", 1, 64),
-            ("batches of 100 (4 in flight)", 100, 4),
-            ("batches of 1000 (2 in flight)", 1000, 2),
-        ):
+        await answering(client)
+        print("one process each side")
+        print(HEADER)
+        for label, batch, in_flight in CASES:
             n = total if batch > 1 else max(total // 4, 1000)
+            broker = cpu_seconds(server.pid)
             raw = await raw_publish(client, events(n))
+            broker_raw = cpu_seconds(server.pid) - broker
+            broker, gateway = cpu_seconds(server.pid), cpu_seconds(first.pid)
             gw = await gateway_submit(client, events(n), batch, in_flight)
-            print(f"{label:<34}{gw:>14,.0f}{raw:>12,.0f}{gw / raw:>8.2f}")
+            cpu = (broker_raw, cpu_seconds(server.pid) - broker, cpu_seconds(first.pid) - gateway)
+            print(row(label, gw, raw, cpu, n))
+        second = gateways.enter_context(gateway_process(server.url, "--roles", "gateway"))
+        await asyncio.sleep(2)  # until the second gateway has joined the queue group
+        print("\ntwo processes each side (two gateways in the queue group; two raw publishers)")
+        print(HEADER)
+        for label, batch, in_flight in CASES[1:]:
+            broker = cpu_seconds(server.pid)
+            raw = await raw_processes(client, total, 2)
+            broker_raw = cpu_seconds(server.pid) - broker
+            broker = cpu_seconds(server.pid)
+            gateway = cpu_seconds(first.pid) + cpu_seconds(second.pid)
+            gw = await gateway_submit(client, events(total), batch, in_flight * 2)
+            spent = cpu_seconds(first.pid) + cpu_seconds(second.pid) - gateway
+            cpu = (broker_raw, cpu_seconds(server.pid) - broker, spent)
+            print(row(label.replace("in flight", "in flight each"), gw, raw, cpu, total))
         await client.close()
+
+
+async def answering(client: Client) -> None:
+    """Until a gateway answers a submission."""
+    for _ in range(100):
+        try:
+            await client.request("onestop.submit.21550", b"[]", timeout=0.5)
+            return
+        except nats.errors.Error:
+            await asyncio.sleep(0.1)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from typing import NamedTuple
 
 import msgspec
@@ -50,9 +51,8 @@ class WrongLastSequence(Exception):
     """The subject's last sequence was not the one expected: someone else appended first."""
 
 
-def _expire(waiter: asyncio.Future[Msg]) -> None:
-    if not waiter.done():
-        waiter.set_exception(nats.errors.TimeoutError())
+TIMER_GRAIN = 0.1
+"""Requests whose deadlines fall in the same tenth of a second share one timer."""
 
 
 def _connection_trouble(error: nats.errors.Error, what: str) -> str:
@@ -108,12 +108,15 @@ class JetStream:
         self._tokens = itertools.count()
         self._subscribed = asyncio.Lock()
         self._sub: Subscription | None = None
+        self._expiring: dict[int, list[str]] = {}  # tick -> tokens whose deadline it is
 
     async def _request(self, subject: str, payload: bytes, headers: dict[str, str] | None) -> Msg:
-        """One request on a shared reply subscription: a future and a timer, no task per call.
+        """One request on a shared reply subscription: a future, no task or timer of its own.
 
         nats-py's own `request` wraps each call in `wait_for`, a cost per event that a batch of
-        a thousand pays a thousand times. Raises nats.errors.TimeoutError when no reply comes.
+        a thousand pays a thousand times; a timer per request still costs a heap insert and a
+        cancel each. Deadlines are rounded up to `TIMER_GRAIN` and share one timer. Raises
+        nats.errors.TimeoutError when no reply comes in time.
         """
         if self._sub is None:
             async with self._subscribed:
@@ -123,15 +126,28 @@ class JetStream:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Msg] = loop.create_future()
         self._waiting[token] = waiter
-        timer = loop.call_later(self.timeout, _expire, waiter)
+        self._expire_at(loop, token)
         try:
             await self.client.publish(
                 subject, payload, reply=f"{self._inbox}.{token}", headers=headers
             )
             return await waiter
         finally:
-            timer.cancel()
             self._waiting.pop(token, None)
+
+    def _expire_at(self, loop: asyncio.AbstractEventLoop, token: str) -> None:
+        tick = math.ceil((loop.time() + self.timeout) / TIMER_GRAIN)
+        tokens = self._expiring.get(tick)
+        if tokens is None:
+            tokens = self._expiring[tick] = []
+            loop.call_at(tick * TIMER_GRAIN, self._expire_tick, tick)
+        tokens.append(token)  # a token, not the future: answered ones keep nothing alive
+
+    def _expire_tick(self, tick: int) -> None:
+        for token in self._expiring.pop(tick, ()):
+            waiter = self._waiting.get(token)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(nats.errors.TimeoutError())
 
     async def _reply(self, msg: Msg) -> None:
         waiter = self._waiting.pop(msg.subject.rpartition(".")[2], None)
