@@ -18,7 +18,8 @@ from gateway.embedded import NatsServer
 from gateway.event_index import EventIndex
 from gateway.event_log import EventLog, msg_id
 from gateway.intake import Intake
-from gateway.jetstream import JetStream
+from gateway.jetstream import JetStream, PubAck
+from gateway.refusals import Unavailable
 from gateway.registry import Registry
 from gateway.streams import EVENTS_STREAM
 from gateway.subjects import submit_subject
@@ -161,3 +162,53 @@ async def three_node_cluster(store: Path) -> AsyncIterator[list[NatsServer]]:
     finally:
         for server in servers:
             server.stop()
+
+
+Hook = Callable[[str], Awaitable[None]]
+
+
+def faulty_jetstream(before: Hook | None = None, after: Hook | None = None) -> type[JetStream]:
+    """A JetStream whose writes await `before(subject)` ahead of writing and `after(subject)`
+    once stored: a hook that raises or waits stands for a failure or a race at that point."""
+
+    class Faulty(JetStream):
+        async def publish(
+            self,
+            subject: str,
+            payload: bytes,
+            headers: dict[str, str],
+            *,
+            expected_last_subject_seq: int | None = None,
+        ) -> PubAck:
+            if before is not None:
+                await before(subject)
+            ack = await super().publish(
+                subject, payload, headers, expected_last_subject_seq=expected_last_subject_seq
+            )
+            if after is not None:
+                await after(subject)
+            return ack
+
+    return Faulty
+
+
+def failing_event_writes(error: Exception) -> Hook:
+    """A hook raising `error` on writes to the event log (not to the event-id index)."""
+
+    async def fail(subject: str) -> None:
+        if subject.startswith("onestop.events."):
+            raise error
+
+    return fail
+
+
+WRITE_LOST = faulty_jetstream(
+    before=failing_event_writes(
+        Unavailable("the event log is not reachable (no JetStream responder)")
+    )
+)
+"""Claims the event_id, then fails before the event reaches the log (a crash in between)."""
+ACK_LOST = faulty_jetstream(
+    after=failing_event_writes(Unavailable("the event log did not confirm the write in time"))
+)
+"""Stores events but loses JetStream's answer, as a timed-out write that did land."""

@@ -15,8 +15,6 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from gateway.jetstream import JetStream, PubAck
-from gateway.refusals import Unavailable
 from gateway.registry import Registry
 from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
@@ -26,6 +24,8 @@ from schemas.events import Entity
 from tests import events as ev
 from tests.conftest import GatewayStarter
 from tests.helpers import (
+    ACK_LOST,
+    WRITE_LOST,
     error_of,
     jetstream_remembers,
     log_size,
@@ -241,47 +241,10 @@ async def test_resend_after_a_lost_answer_is_a_duplicate(gateway: Gateway, clien
     assert await log_size(client) == 1
 
 
-class _AckLost(JetStream):
-    """Stores events but loses JetStream's answer, as a timed-out write that did land."""
-
-    async def publish(
-        self,
-        subject: str,
-        payload: bytes,
-        headers: dict[str, str],
-        *,
-        expected_last_subject_seq: int | None = None,
-    ) -> PubAck:
-        ack = await super().publish(
-            subject, payload, headers, expected_last_subject_seq=expected_last_subject_seq
-        )
-        if subject.startswith("onestop.events."):
-            raise Unavailable("the event log did not confirm the write in time")
-        return ack
-
-
-class _WriteLost(JetStream):
-    """Claims the event_id, then fails before the event reaches the log (a crash in between)."""
-
-    async def publish(
-        self,
-        subject: str,
-        payload: bytes,
-        headers: dict[str, str],
-        *,
-        expected_last_subject_seq: int | None = None,
-    ) -> PubAck:
-        if subject.startswith("onestop.events."):
-            raise Unavailable("the event log is not reachable (no JetStream responder)")
-        return await super().publish(
-            subject, payload, headers, expected_last_subject_seq=expected_last_subject_seq
-        )
-
-
 async def test_resend_after_unavailable_of_a_stored_event_is_a_duplicate(
     short_window: Gateway, client: Client, nats_settings: NatsSettings, registry: Registry
 ) -> None:
-    service, nc = await submit_service(nats_settings.servers[0], registry, _AckLost)
+    service, nc = await submit_service(nats_settings.servers[0], registry, ACK_LOST)
     try:
         event = ev.received("HS-1")
         first = msgspec.json.decode(await service.submit(ev.WARD, ev.wire(event)))
@@ -300,7 +263,7 @@ async def test_resend_after_unavailable_of_a_stored_event_is_a_duplicate(
 async def test_resend_after_unavailable_of_an_event_never_stored_is_accepted(
     gateway: Gateway, client: Client, nats_settings: NatsSettings, registry: Registry
 ) -> None:
-    service, nc = await submit_service(nats_settings.servers[0], registry, _WriteLost)
+    service, nc = await submit_service(nats_settings.servers[0], registry, WRITE_LOST)
     try:
         events = [ev.received("HS-1"), ev.document("VB-1")]
         firsts = msgspec.json.decode(await service.submit(ev.WARD, ev.wire(events)))
@@ -322,7 +285,7 @@ async def test_event_id_of_a_lost_write_can_be_judged_against_what_came_since(
     """An attempt that never reached the log does not make a later resend a 'duplicate'."""
     assert (await submit(client, ev.WARD, ev.received("HS-1")))["ok"] is True
     resolved = ev.dossier_event("resolved", "HS-1")
-    service, nc = await submit_service(nats_settings.servers[0], registry, _WriteLost)
+    service, nc = await submit_service(nats_settings.servers[0], registry, WRITE_LOST)
     try:
         lost = msgspec.json.decode(await service.submit(ev.WARD, ev.wire(resolved)))
         assert error_of(lost)[0] == "unavailable"

@@ -12,7 +12,7 @@ from nats.aio.client import Client
 from structlog.testing import capture_logs
 
 from gateway.embedded import NatsServer
-from gateway.jetstream import JetStream, PubAck
+from gateway.jetstream import JetStream
 from gateway.refusals import Unavailable
 from gateway.registry import Registry
 from gateway.service import Gateway
@@ -20,7 +20,7 @@ from gateway.settings import NatsSettings
 from gateway.subjects import event_subject
 from schemas.events import Entity
 from tests import events as ev
-from tests.helpers import connected, log_size, submit, submit_service
+from tests.helpers import connected, faulty_jetstream, log_size, submit, submit_service
 
 
 async def test_accepted_reply_carries_seq_and_event_id(gateway: Gateway, client: Client) -> None:
@@ -142,28 +142,18 @@ async def test_connection_trouble_is_answered_unavailable_event_by_event(
         assert [(r["ok"], r["duplicate"]) for r in again] == [(True, False)] * 2, again
 
 
-class _Broken(JetStream):
-    """A JetStream whose writes to one entity fail with an error nothing maps (a bug)."""
-
-    async def publish(
-        self,
-        subject: str,
-        payload: bytes,
-        headers: dict[str, str],
-        *,
-        expected_last_subject_seq: int | None = None,
-    ) -> PubAck:
-        if subject == event_subject(ev.WARD, Entity.DOCUMENT, "VB-1"):
-            raise KeyError("a bug")
-        return await super().publish(
-            subject, payload, headers, expected_last_subject_seq=expected_last_subject_seq
-        )
+async def _a_bug_on_one_document(subject: str) -> None:
+    """Writes to one entity fail with an error nothing maps (a bug)."""
+    if subject == event_subject(ev.WARD, Entity.DOCUMENT, "VB-1"):
+        raise KeyError("a bug")
 
 
 async def test_unexpected_error_on_one_entity_is_unavailable_for_its_events_only(
     gateway: Gateway, nats_settings: NatsSettings, registry: Registry, client: Client
 ) -> None:
-    service, nc = await submit_service(nats_settings.servers[0], registry, _Broken)
+    service, nc = await submit_service(
+        nats_settings.servers[0], registry, faulty_jetstream(before=_a_bug_on_one_document)
+    )
     events = [ev.copy("SC-1"), ev.document("VB-1"), ev.document("VB-1"), ev.received("HS-1")]
     try:
         with capture_logs() as logged:

@@ -20,8 +20,7 @@ import pytest
 from nats.aio.client import Client
 
 from gateway.embedded import NatsServer
-from gateway.jetstream import JetStream, PubAck
-from gateway.refusals import Unavailable
+from gateway.jetstream import JetStream
 from gateway.registry import Registry
 from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
@@ -30,8 +29,10 @@ from gateway.submit import SubmitService
 from tests import events as ev
 from tests.conftest import GatewayStarter
 from tests.helpers import (
+    WRITE_LOST,
     connected,
     error_of,
+    faulty_jetstream,
     jetstream_remembers,
     last_on_subject,
     log_size,
@@ -354,22 +355,11 @@ class Gate:
 
 
 def gated(*gates: Gate) -> type[JetStream]:
-    class Gated(JetStream):
-        async def publish(
-            self,
-            subject: str,
-            payload: bytes,
-            headers: dict[str, str],
-            *,
-            expected_last_subject_seq: int | None = None,
-        ) -> PubAck:
-            for gate in gates:
-                await gate.passing(subject)
-            return await super().publish(
-                subject, payload, headers, expected_last_subject_seq=expected_last_subject_seq
-            )
+    async def passing(subject: str) -> None:
+        for gate in gates:
+            await gate.passing(subject)
 
-    return Gated
+    return faulty_jetstream(before=passing)
 
 
 async def held_or_done(gate: Gate, task: asyncio.Task[Any]) -> None:
@@ -462,24 +452,6 @@ async def test_a_claim_made_on_a_newer_state_is_not_taken_over_while_its_write_i
     assert await log_subjects(client) == {subject_of("HS-1"): 3}
 
 
-class _WriteLost(JetStream):
-    """Claims the event_id, then fails before the event reaches the log (a crash in between)."""
-
-    async def publish(
-        self,
-        subject: str,
-        payload: bytes,
-        headers: dict[str, str],
-        *,
-        expected_last_subject_seq: int | None = None,
-    ) -> PubAck:
-        if subject.startswith("onestop.events."):
-            raise Unavailable("the event log is not reachable (no JetStream responder)")
-        return await super().publish(
-            subject, payload, headers, expected_last_subject_seq=expected_last_subject_seq
-        )
-
-
 async def test_a_lost_writes_claim_is_taken_over_once_older_than_the_window(
     gateways: GatewayStarter, client: Client, nats_settings: NatsSettings, registry: Registry
 ) -> None:
@@ -489,7 +461,7 @@ async def test_a_lost_writes_claim_is_taken_over_once_older_than_the_window(
     await gateways.start(streams=StreamSettings(duplicate_window_seconds=window))
     assert (await submit(client, ev.WARD, ev.received("HS-1")))["ok"] is True
     x = ev.dossier_event("supplement_requested", "HS-1")
-    lost, nc = await submit_service(nats_settings.servers[0], registry, _WriteLost)
+    lost, nc = await submit_service(nats_settings.servers[0], registry, WRITE_LOST)
     try:
         claimed = time.monotonic()
         assert error_of(await call(lost, x))[0] == "unavailable"
