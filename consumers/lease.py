@@ -26,6 +26,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
 
 from gateway import logs
+from gateway.refusals import Unavailable
 
 LEASES_BUCKET = "ONESTOP_LEASES"
 
@@ -166,7 +167,17 @@ class LeasedPart:
             if not self.active:
                 if not await self.lease.acquire(self._stopping):
                     return
-                await self._start_part()
+                try:
+                    await self._start_part()
+                except (nats.errors.Error, Unavailable) as e:
+                    # The broker away as the part starts: let another process (or us) try again.
+                    self.lease.log.warning(
+                        "lease.part_start_failed", lease=self.lease.name, error=type(e).__name__
+                    )
+                    await self.lease.release()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=self.lease.ttl / 3)
+                    continue
                 self.active = True
             if await self.lease.hold(self._stopping):
                 return  # stopping: stop() takes the part down and releases the lease

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 
 import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client
 
@@ -181,3 +182,26 @@ async def test_a_part_whose_lease_was_taken_is_aborted_and_taken_back_once_it_is
     await until(lambda: part.active, timeout=TTL * 4, what="the lease taken back")
     await part.stop()
     assert calls == ["start", "abort", "start", "stop"]
+
+
+async def test_a_part_that_fails_to_start_gives_the_lease_back_and_is_tried_again(
+    connections: list[Client],
+) -> None:
+    calls: list[str] = []
+
+    async def start() -> None:
+        calls.append("start")
+        if calls.count("start") == 1:
+            raise nats.errors.TimeoutError  # the broker away as the part starts
+
+    async def stop(aborted: bool) -> None:
+        calls.append("stop")
+
+    kv_client = connections[1]
+    await Lease(kv_client, "role", TTL).try_acquire()  # held by another, which then dies
+    part = LeasedPart(Lease(connections[0], "role", TTL), start, stop)
+    await part.start()
+    assert not part.active
+    await until(lambda: part.active, timeout=TTL * 4, what="the part started on the second try")
+    await part.stop()
+    assert calls == ["start", "start", "stop"]
