@@ -50,6 +50,11 @@ class Lease:
             js = self.client.jetstream()
             try:
                 self._kv = await js.key_value(LEASES_BUCKET)
+                # Keys expire at the bucket's max age, whatever this lease was told: renew and
+                # give up by the shorter of the two, so no two holders can ever overlap.
+                expires = (await self._kv.status()).ttl
+                if expires:
+                    self.ttl = min(self.ttl, expires)
             except (nats.js.errors.BucketNotFoundError, nats.js.errors.NotFoundError):
                 self._kv = await js.create_key_value(
                     KeyValueConfig(

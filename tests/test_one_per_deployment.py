@@ -205,3 +205,14 @@ async def test_a_part_that_fails_to_start_gives_the_lease_back_and_is_tried_agai
     await until(lambda: part.active, timeout=TTL * 4, what="the part started on the second try")
     await part.stop()
     assert calls == ["start", "start", "stop"]
+
+
+async def test_a_lease_keeps_to_the_buckets_expiry_when_it_is_shorter(
+    connections: list[Client],
+) -> None:
+    first = Lease(connections[0], "role", TTL)  # creates the bucket: keys expire after TTL
+    assert await first.try_acquire()
+    await first.release()
+    longer = Lease(connections[1], "other", TTL * 10)
+    assert await longer.try_acquire()
+    assert longer.ttl == TTL  # renewing every 5 s would let its key expire under it
