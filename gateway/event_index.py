@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from gateway.jetstream import JetStream, WrongLastSequence
+from gateway.jetstream import JetStream, Outgoing, WrongLastSequence
 from gateway.streams import EVENT_IDS_PREFIX, EVENT_IDS_STREAM
 from gateway.subjects import EVENTS_PREFIX, encode_key
 
@@ -58,6 +58,18 @@ class EventIndex:
     async def create(self, unit: str, event_id: str, claim: Claim) -> int | None:
         """Record the claim if the event_id has none: its index sequence, or None if it has one."""
         return await self.replace(unit, event_id, claim, 0)
+
+    async def create_all(self, claims: list[tuple[str, str, Claim]]) -> int:
+        """Record every (unit, event_id, claim), none of which may have a claim yet, in one atomic
+        write: the index sequence of the first, the others following in order. Raises
+        BatchRefused (nothing written) if any has one."""
+        ack = await self._js.publish_batch(
+            [
+                Outgoing(self.subject(unit, event_id), _ENCODE(claim), {}, 0)
+                for unit, event_id, claim in claims
+            ]
+        )
+        return ack.seq - ack.count + 1
 
     async def get(self, unit: str, event_id: str) -> Entry | None:
         msg = await self._js.last_on_subject(EVENT_IDS_STREAM, self.subject(unit, event_id))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import msgspec
 
-from gateway.jetstream import JetStream, StoredMessage
+from gateway.jetstream import JetStream, Outgoing, StoredMessage
 from gateway.lifecycle import DossierState, EntityState
 from gateway.streams import EVENTS_STREAM
 from gateway.subjects import encode_key
@@ -67,6 +67,18 @@ class EventLog:
     async def by_seq(self, seq: int) -> StoredMessage | None:
         return await self.js.by_seq(EVENTS_STREAM, seq)
 
+    async def append_new(self, events: list[tuple[str, bytes, str, DossierState | None]]) -> int:
+        """Append the first event of each of several new entities, (subject, payload, message_id,
+        state), in one atomic write: the sequence of the first, the others following in order.
+        Raises BatchRefused (nothing appended) if any entity has an event already."""
+        ack = await self.js.publish_batch(
+            [
+                Outgoing(subject, payload, _headers(message_id, state, None), 0)
+                for subject, payload, message_id, state in events
+            ]
+        )
+        return ack.seq - ack.count + 1
+
     async def append(
         self,
         subject: str,
@@ -77,10 +89,17 @@ class EventLog:
         state: DossierState | None,
         extra_headers: dict[str, str] | None = None,
     ) -> AppendResult:
-        headers = {MSG_ID: message_id, **(extra_headers or {})}
-        if state is not None:
-            headers[DOSSIER_STATE] = msgspec.json.encode(state).decode()
+        headers = _headers(message_id, state, extra_headers)
         ack = await self.js.publish(
             subject, payload, headers, expected_last_subject_seq=expected_last_seq
         )
         return AppendResult(seq=ack.seq, duplicate=ack.duplicate)
+
+
+def _headers(
+    message_id: str, state: DossierState | None, extra: dict[str, str] | None
+) -> dict[str, str]:
+    headers = {MSG_ID: message_id, **(extra or {})}
+    if state is not None:
+        headers[DOSSIER_STATE] = msgspec.json.encode(state).decode()
+    return headers

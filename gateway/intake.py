@@ -17,14 +17,18 @@ import msgspec
 from gateway import lifecycle, logs
 from gateway.event_index import RELEASED, Claim, Entry, EventIndex
 from gateway.event_log import MSG_ID, EventLog, msg_id
-from gateway.jetstream import WrongLastSequence
-from gateway.lifecycle import EntityState
+from gateway.jetstream import BatchRefused, WrongLastSequence
+from gateway.lifecycle import DossierState, EntityState
 from gateway.refusals import Conflict, Refusal, Unavailable
 from gateway.subjects import event_subject
 from schemas.events import CopyCertified, DocumentIssued, DossierReceived, Event
 from schemas.replies import Accepted, Reply
 
 RACE_RETRIES = 5
+NEW_ENTITIES_AT_ONCE = 200
+"""From this many new entities in a batch on, their first events go in one atomic write. Below,
+the per-event path is as fast: an atomic batch costs the broker a fixed time of its own
+(measured with bench.submit on 2 cores: no gain at 100 events, half the time at 300 and more)."""
 CREATION_EVENTS = (DossierReceived, DocumentIssued, CopyCertified)
 
 
@@ -53,12 +57,61 @@ class Intake:
                 repeats.append((i, first))  # the same event_id twice in one batch
                 continue
             by_entity[event_subject(e.unit, e.entity, e.entity_id)].append(i)
+        new = [
+            (subject, idx[0])
+            for subject, idx in by_entity.items()
+            if len(idx) == 1
+            and isinstance(candidates[idx[0]].event, CREATION_EVENTS)
+            and candidates[idx[0]].headers is None
+        ]
+        claimed: dict[int, int] = {}
+        if len(new) >= NEW_ENTITIES_AT_ONCE:
+            claimed = await self._create_new(new, candidates, replies)
+            by_entity = {s: idx for s, idx in by_entity.items() if replies[idx[0]] is None}
         await asyncio.gather(
-            *(self._entity(subject, idx, candidates, replies) for subject, idx in by_entity.items())
+            *(
+                self._entity(subject, idx, candidates, replies, claimed)
+                for subject, idx in by_entity.items()
+            )
         )
         for i, first in repeats:
             replies[i] = _repeat(replies[first], candidates[first], candidates[i])
         return [r if r is not None else _lost() for r in replies]
+
+    async def _create_new(
+        self, new: list[tuple[str, int]], candidates: list[Candidate], replies: list[Reply | None]
+    ) -> dict[int, int]:
+        """The fast path for what most large batches are: new entities' first events. All their
+        claims in one atomic write, then all the events in one: two round trips for the lot
+        instead of two per event. When either write does not go through whole (an event_id or
+        an entity that exists, a race), nothing is answered and the per-event path judges each;
+        returned are the index sequences of the claims written here, so that it goes on from
+        them as its own (and frees those of events it refuses).
+        """
+        appends: list[tuple[str, bytes, str, DossierState | None]] = []
+        for subject, i in new:
+            c = candidates[i]
+            try:
+                dossier = lifecycle.apply(EntityState(), c.event)
+            except Refusal:
+                return {}
+            appends.append((subject, c.body, msg_id(c.event.unit, c.event.event_id), dossier))
+        claims = [
+            (candidates[i].event.unit, candidates[i].event.event_id, Claim(subject, 0))
+            for subject, i in new
+        ]
+        try:
+            first_claim = await self.index.create_all(claims)
+        except (BatchRefused, Unavailable):
+            return {}  # none written (or not known: the per-event path reads before it writes)
+        try:
+            first = await self.log.append_new(appends)
+        except (BatchRefused, Unavailable):
+            return {i: first_claim + k for k, (_, i) in enumerate(new)}
+        for k, (_, i) in enumerate(new):
+            event_id = candidates[i].event.event_id
+            replies[i] = Accepted(seq=first + k, duplicate=False, event_id=event_id)
+        return {}
 
     async def _entity(
         self,
@@ -66,6 +119,7 @@ class Intake:
         indices: list[int],
         candidates: list[Candidate],
         replies: list[Reply | None],
+        claimed: dict[int, int],
     ) -> None:
         # None: not read yet. A creation event's entity is then assumed new (its append expects
         # sequence 0; if the entity exists after all, `_one` re-reads and re-judges), which saves
@@ -77,7 +131,7 @@ class Intake:
             try:
                 if state is None and not isinstance(c.event, CREATION_EVENTS):
                     state = await self.log.entity_state(subject)
-                reply, state = await self._one(subject, state or EntityState(), c)
+                reply, state = await self._one(subject, state or EntityState(), c, claimed.get(i))
             except Unavailable as u:
                 return _answer_rest(u, indices[n:], candidates, replies)
             except Refusal as r:
@@ -89,11 +143,11 @@ class Intake:
             replies[i] = reply
 
     async def _one(
-        self, subject: str, state: EntityState, c: Candidate
+        self, subject: str, state: EntityState, c: Candidate, mine: int | None = None
     ) -> tuple[Accepted, EntityState]:
+        """`mine`: the index sequence of the claim this request wrote for the event, if any."""
         event = c.event
         unit, event_id = event.unit, event.event_id
-        mine: int | None = None  # the index sequence of the claim this call wrote
         for _ in range(RACE_RETRIES):
             try:
                 dossier = lifecycle.apply(state, event)

@@ -37,6 +37,8 @@ def event_log_config(settings: StreamSettings) -> StreamConfig:
         # The log is evidence: nobody deletes or purges through the API.
         deny_delete=True,
         deny_purge=True,
+        # A batch of new entities' first events is appended in one atomic write (gateway.intake).
+        allow_atomic=True,
     )
 
 
@@ -67,6 +69,7 @@ def event_ids_config(settings: StreamSettings) -> StreamConfig:
         allow_direct=True,
         deny_delete=True,
         deny_purge=True,
+        allow_atomic=True,
     )
 
 
