@@ -21,7 +21,7 @@ from gateway.registry import Level, Registry, RegistryFile, Unit
 from gateway.streams import EVENTS_STREAM
 from tests import events as ev
 from tests.conftest import GatewayStarter, free_port
-from tests.helpers import submit
+from tests.helpers import connected, submit
 
 OTHER_CITY = "547"
 OTHER_CITY_WARD = "21700"
@@ -66,11 +66,12 @@ def two_cities(registry_file: Path) -> Registry:
 
 
 @pytest.fixture
-async def log(gateways: GatewayStarter, two_cities: Registry, client: Client) -> None:
+async def log(gateways: GatewayStarter, two_cities: Registry, nats_server: NatsServer) -> None:
     await gateways.start(registry=two_cities)
-    for event in LOG:
-        [reply] = await submit(client, event["unit"], [event])
-        assert reply["ok"], reply
+    async with connected(nats_server.url) as unit:  # opened once the gateway serves
+        for event in LOG:
+            [reply] = await submit(unit, event["unit"], [event])
+            assert reply["ok"], reply
 
 
 async def exported(

@@ -453,12 +453,19 @@ async def test_a_claim_made_on_a_newer_state_is_not_taken_over_while_its_write_i
 
 
 async def test_a_lost_writes_claim_is_taken_over_once_older_than_the_window(
-    gateways: GatewayStarter, client: Client, nats_settings: NatsSettings, registry: Registry
+    gateways: GatewayStarter, nats_settings: NatsSettings, registry: Registry
 ) -> None:
     """The claim of a write that never reached the log, made on an older state of the dossier,
     is given up once no write of it can still land: until then, `unavailable`."""
-    window = 2.0
+    window = 4.0  # long enough for the three submissions below on a loaded 2-core machine
     await gateways.start(streams=StreamSettings(duplicate_window_seconds=window))
+    async with connected(nats_settings.servers[0]) as client:
+        await _a_lost_writes_claim(client, nats_settings, registry, window)
+
+
+async def _a_lost_writes_claim(
+    client: Client, nats_settings: NatsSettings, registry: Registry, window: float
+) -> None:
     assert (await submit(client, ev.WARD, ev.received("HS-1")))["ok"] is True
     x = ev.dossier_event("supplement_requested", "HS-1")
     lost, nc = await submit_service(nats_settings.servers[0], registry, WRITE_LOST)
