@@ -1,6 +1,7 @@
 """On a three-node cluster every stream and bucket lienthong creates is replicated as configured,
 so losing one node loses nothing: the log, the reports, the indexes, the outbox, the projector's
-checkpoint, the delivery records and the forwarder lease all survive on the other two."""
+checkpoint, the delivery records, the seals and the leases all survive on the other two. Atomic
+batches (a batch's new entities) work on the replicated streams too."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.intake import NEW_ENTITIES_AT_ONCE
 from gateway.node import Node
 from gateway.registry import Registry
 from gateway.settings import NatsSettings, StreamSettings
@@ -30,6 +32,10 @@ async def test_a_node_on_a_cluster_replicates_every_stream_and_bucket(
         stack.push_async_callback(node.stop)
         unit = await stack.enter_async_context(connected(urls[1]))
         assert (await submit(unit, ev.WARD, ev.received("HS-R3")))["ok"] is True
+        # A batch of new entities goes in atomic batches, on replicated streams too.
+        batch = [ev.received(f"HS-R3-{k}") for k in range(NEW_ENTITIES_AT_ONCE + 10)]
+        replies = await submit(unit, ev.WARD, batch, timeout=30)
+        assert [r["seq"] for r in replies] == list(range(2, len(batch) + 2))
         assert node.projector is not None
         await node.projector.wait_until_current()
         await node.projector.checkpoint()
