@@ -69,7 +69,7 @@ class EventIndex:
                 for unit, event_id, claim in claims
             ]
         )
-        return ack.seq - ack.count + 1
+        return ack.first_seq
 
     async def get(self, unit: str, event_id: str) -> Entry | None:
         msg = await self._js.last_on_subject(EVENT_IDS_STREAM, self.subject(unit, event_id))

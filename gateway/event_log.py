@@ -77,7 +77,7 @@ class EventLog:
                 for subject, payload, message_id, state in events
             ]
         )
-        return ack.seq - ack.count + 1
+        return ack.first_seq
 
     async def append(
         self,

@@ -73,8 +73,13 @@ class PubAck(msgspec.Struct, frozen=True):
     """The message's sequence; of an atomic batch, its last message's."""
     duplicate: bool = False
     count: int = 0
-    """Of an atomic batch: how many messages it stored, at sequences seq - count + 1 .. seq."""
+    """Of an atomic batch: how many messages it stored, at sequences first_seq .. seq."""
     error: _ApiError | None = None
+
+    @property
+    def first_seq(self) -> int:
+        """Of an atomic batch: its first message's sequence (the others follow in order)."""
+        return self.seq - self.count + 1
 
 
 class Outgoing(NamedTuple):
@@ -172,6 +177,21 @@ class JetStream:
         if waiter is not None and not waiter.done():
             waiter.set_result(msg)
 
+    async def _ask(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, what: str
+    ) -> Msg:
+        """`_request`, with every way it can fail as `Unavailable` (safe to retry); `what` is
+        "write" or "read", for the message."""
+        try:
+            return await self._request(subject, payload, headers)
+        except nats.errors.NoRespondersError as e:
+            raise Unavailable("the event log is not reachable (no JetStream responder)") from e
+        except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as e:
+            done = "confirm the write" if what == "write" else "answer a read"
+            raise Unavailable(f"the event log did not {done} in time") from e
+        except nats.errors.Error as e:  # reconnecting, draining, buffer full, ...: a resend tells
+            raise Unavailable(_connection_trouble(e, what)) from e
+
     async def publish(
         self,
         subject: str,
@@ -185,14 +205,7 @@ class JetStream:
                 **headers,
                 "Nats-Expected-Last-Subject-Sequence": str(expected_last_subject_seq),
             }
-        try:
-            reply = await self._request(subject, payload, headers)
-        except nats.errors.NoRespondersError as e:
-            raise Unavailable("the event log is not reachable (no JetStream responder)") from e
-        except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as e:
-            raise Unavailable("the event log did not confirm the write in time") from e
-        except nats.errors.Error as e:  # reconnecting, draining, buffer full, ...: a resend tells
-            raise Unavailable(_connection_trouble(e, "write")) from e
+        reply = await self._ask(subject, payload, headers, "write")
         if reply.headers and reply.headers.get("Status") == "503":
             raise Unavailable("the event log is not reachable (no JetStream responder)")
         ack = _PUBACK.decode(reply.data)
@@ -227,14 +240,7 @@ class JetStream:
                     raise Unavailable(_connection_trouble(e, "write")) from e
                 continue
             headers["Nats-Batch-Commit"] = "1"
-            try:
-                reply = await self._request(m.subject, m.payload, headers)
-            except nats.errors.NoRespondersError as e:
-                raise Unavailable("the event log is not reachable (no JetStream responder)") from e
-            except nats.errors.TimeoutError as e:
-                raise Unavailable("the event log did not confirm the write in time") from e
-            except nats.errors.Error as e:
-                raise Unavailable(_connection_trouble(e, "write")) from e
+            reply = await self._ask(m.subject, m.payload, headers, "write")
         if reply.headers and reply.headers.get("Status") == "503":
             raise Unavailable("the event log is not reachable (no JetStream responder)")
         ack = _PUBACK.decode(reply.data)
@@ -244,12 +250,7 @@ class JetStream:
 
     async def duplicate_window(self, stream: str) -> float:
         """The stream's msg-id duplicate window, in seconds."""
-        try:
-            reply = await self._request(f"{JS_API}.STREAM.INFO.{stream}", b"", None)
-        except nats.errors.NoRespondersError as e:
-            raise Unavailable("the event log is not reachable (no JetStream responder)") from e
-        except nats.errors.Error as e:
-            raise Unavailable(_connection_trouble(e, "read")) from e
+        reply = await self._ask(f"{JS_API}.STREAM.INFO.{stream}", b"", None, "read")
         info = _STREAM_INFO.decode(reply.data)
         if info.config is None:
             problem = info.error.description if info.error else "no configuration"
@@ -271,14 +272,7 @@ class JetStream:
         return await self._direct_get(f"{JS_API}.DIRECT.GET.{stream}", request)
 
     async def _direct_get(self, api_subject: str, request: bytes) -> StoredMessage | None:
-        try:
-            reply = await self._request(api_subject, request, None)
-        except nats.errors.NoRespondersError as e:
-            raise Unavailable("the event log is not reachable (no JetStream responder)") from e
-        except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as e:
-            raise Unavailable("the event log did not answer a read in time") from e
-        except nats.errors.Error as e:
-            raise Unavailable(_connection_trouble(e, "read")) from e
+        reply = await self._ask(api_subject, request, None, "read")
         headers: dict[str, str] = dict(reply.headers or {})
         status = headers.get("Status")
         if status == "404":
