@@ -28,6 +28,7 @@ from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
 
 PROJECTOR_LEASE = "projector"
+FORWARDER_LEASE = "forwarder"
 SEALER_LEASE = "sealer"
 
 ROLES = ("gateway", "projector", "forwarder", "sealer")
@@ -50,22 +51,20 @@ class Node:
         self.gateway = Gateway(nats, streams, registry)
         self.registry = registry
         self.projector_settings = projector or ProjectorSettings()
-        self.projector: ReportProjector | None = None
-        """The running projector, while this process holds the projector lease."""
-        self._projector_part: LeasedPart | None = None
         self.forwarder_settings = forwarder or ForwarderSettings()
-        self.forwarder: Forwarder | None = None
         self.sealer_settings = sealer or SealerSettings()
+        # Each one-per-deployment part, while this process holds its lease (else None).
+        self.projector: ReportProjector | None = None
+        self.forwarder: Forwarder | None = None
         self.sealer: Sealer | None = None
-        """The running sealer, while this process holds the sealer lease."""
-        self._sealer_part: LeasedPart | None = None
+        self._parts: list[LeasedPart] = []
 
     async def start(self) -> None:
         await self.gateway.start()  # provisions the streams the others read
         if "projector" in self.roles:
             await self._start_projector_role()
         if "forwarder" in self.roles:
-            await self._start_forwarder()
+            await self._start_forwarder_role()
         if "sealer" in self.roles:
             await self._start_sealer_role()
 
@@ -100,7 +99,7 @@ class Node:
                 await (projector.abort() if aborted else projector.stop())
 
         ttl = self.projector_settings.lease_ttl
-        self._projector_part = await self._leased(PROJECTOR_LEASE, ttl, start, stop)
+        self._parts.append(await self._leased(PROJECTOR_LEASE, ttl, start, stop))
 
     async def _start_sealer_role(self) -> None:
         async def start(client: Client) -> None:
@@ -113,27 +112,31 @@ class Node:
                 await (sealer.abort() if aborted else sealer.stop())
 
         ttl = self.sealer_settings.lease_ttl
-        self._sealer_part = await self._leased(SEALER_LEASE, ttl, start, stop)
+        self._parts.append(await self._leased(SEALER_LEASE, ttl, start, stop))
 
-    async def _start_forwarder(self) -> None:
-        client = await connection.connect(self.nats)
-        self.forwarder = Forwarder(
-            client,
-            self.registry,
-            self.forwarder_settings,
-            replicas=self.gateway.stream_settings.replicas,
-            lease_ttl=self.forwarder_settings.lease_ttl,
-        )
-        await self.forwarder.start()
+    async def _start_forwarder_role(self) -> None:
+        async def start(client: Client) -> None:
+            self.forwarder = Forwarder(
+                client,
+                self.registry,
+                self.forwarder_settings,
+                replicas=self.gateway.stream_settings.replicas,
+            )
+            await self.forwarder.start()
+
+        async def stop(aborted: bool) -> None:
+            forwarder, self.forwarder = self.forwarder, None
+            if forwarder is not None:
+                # Lease lost: another process forwards by now, so send nothing more.
+                await (forwarder.abort() if aborted else forwarder.stop())
+
+        ttl = self.forwarder_settings.lease_ttl
+        self._parts.append(await self._leased(FORWARDER_LEASE, ttl, start, stop))
 
     async def stop(self) -> None:
         await self.gateway.stop()
-        if self._projector_part is not None:
-            await self._projector_part.stop()  # flushed and checkpointed: nothing left to drain
-            await self._projector_part.lease.client.close()
-        if self.forwarder is not None:
-            await self.forwarder.stop()  # unacknowledged messages stay in the outbox
-            await self.forwarder.client.close()
-        if self._sealer_part is not None:
-            await self._sealer_part.stop()  # seals what it read
-            await self._sealer_part.lease.client.close()
+        # The projector flushes and checkpoints, the forwarder leaves what is not acknowledged in
+        # the outbox, the sealer seals what it read; each then gives its lease up at once.
+        for part in self._parts:
+            await part.stop()
+            await part.lease.client.close()

@@ -36,6 +36,7 @@ from consumers.delivery import (
     resume_parked,
     status_table,
 )
+from consumers.forwarder import Forwarder
 from consumers.outbox import DOSSIER_EVENTS, OutboxMessage, OutboxSettings, OutboxTranslator
 from consumers.periods import VN, now_vn
 from consumers.projector import ProjectorSettings, ReportProjector
@@ -70,31 +71,27 @@ _ENVELOPE = msgspec.json.Decoder(Envelope)
 # -- harness -----------------------------------------------------------------------------------
 
 
-class Forwarder:
-    """Both outbound stages on their own connection, as the `forwarder` role runs them."""
+class ForwarderProcess:
+    """The forwarder role on its own connection, as a process runs it (without its lease)."""
 
     def __init__(self, url: str, registry: Registry, settings: ForwarderSettings) -> None:
         self.url = url
         self.registry = registry
         self.settings = settings
 
-    async def start(self) -> Forwarder:
+    async def start(self) -> ForwarderProcess:
         self.client = await nats.connect(self.url)
-        self.outbox = OutboxTranslator(self.client, self.registry, self.settings.outbox)
-        self.delivery = DeliveryWorker(self.client, self.registry, self.settings)
-        await self.outbox.start()
-        await self.delivery.start()
+        self.forwarder = Forwarder(self.client, self.registry, self.settings)
+        await self.forwarder.start()
         return self
 
     async def stop(self) -> None:
-        await self.delivery.stop()
-        await self.outbox.stop()
+        await self.forwarder.stop()
         await self.client.close()
 
     async def crash(self) -> None:
         """Tasks cancelled mid-request, connection gone, nothing more acknowledged."""
-        await self.delivery.abort()
-        await self.outbox.abort()
+        await self.forwarder.abort()
         await self.client.close()
 
 
@@ -102,17 +99,17 @@ class Harness:
     def __init__(self, url: str, registry: Registry) -> None:
         self.url = url
         self.registry = registry
-        self.forwarders: list[Forwarder] = []
+        self.forwarders: list[ForwarderProcess] = []
         self.provinces: list[tuple[ProvinceSimulator, Client]] = []
 
     async def forwarder(
         self, settings: ForwarderSettings = FAST, registry: Registry | None = None
-    ) -> Forwarder:
-        f = await Forwarder(self.url, registry or self.registry, settings).start()
+    ) -> ForwarderProcess:
+        f = await ForwarderProcess(self.url, registry or self.registry, settings).start()
         self.forwarders.append(f)
         return f
 
-    async def stop(self, f: Forwarder, *, crash: bool = False) -> None:
+    async def stop(self, f: ForwarderProcess, *, crash: bool = False) -> None:
         self.forwarders.remove(f)
         await (f.crash() if crash else f.stop())
 

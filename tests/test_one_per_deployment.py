@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import msgspec
 import nats
 import nats.errors
 import pytest
@@ -19,7 +20,6 @@ from nats.aio.client import Client
 
 from consumers import report_store
 from consumers.delivery import ForwarderSettings
-from consumers.forwarder import Forwarder
 from consumers.lease import Lease, LeasedPart
 from consumers.outbox import OutboxSettings
 from consumers.projector import ProjectorSettings
@@ -28,7 +28,6 @@ from gateway.jetstream import JetStream
 from gateway.node import Node
 from gateway.province_sim import ProvinceSettings, ProvinceSimulator
 from gateway.registry import Registry
-from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
 from tests import events as ev
 from tests.helpers import submit, until
@@ -94,18 +93,22 @@ async def test_a_renewed_lease_outlives_its_ttl_and_a_taken_one_is_known_lost(
 
 
 async def test_only_the_lease_holder_forwards_and_another_takes_over_when_it_stops(
-    gateway: Gateway, registry: Registry, connections: list[Client], client: Client
+    nats_settings: NatsSettings, registry: Registry, connections: list[Client], client: Client
 ) -> None:
     province = ProvinceSimulator(
         connections[2], ProvinceSettings(results=False, request_timeout=2.0)
     )
     await province.start()
-    first = Forwarder(connections[0], registry, FAST, lease_ttl=TTL)
-    second = Forwarder(connections[1], registry, FAST, lease_ttl=TTL)
+    settings = msgspec.structs.replace(FAST, lease_ttl=TTL)
+    only = frozenset({"forwarder"})
+    first, second = (
+        Node(nats_settings, StreamSettings(), registry, roles=only, forwarder=settings)
+        for _ in range(2)
+    )
     await first.start()
     await second.start()
-    assert first.active
-    assert not second.active
+    assert first.forwarder is not None
+    assert second.forwarder is None
 
     async def transfer(dossier_id: str) -> None:
         replies = await submit(
@@ -118,18 +121,22 @@ async def test_only_the_lease_holder_forwards_and_another_takes_over_when_it_sto
         )
         assert all(r["ok"] for r in replies)
 
-    for n in range(5):
-        await transfer(f"HS-A{n}")
-    await until(lambda: province.received_unique == 5, what="the first forwarder's deliveries")
-    assert not second.active
+    try:
+        for n in range(5):
+            await transfer(f"HS-A{n}")
+        await until(lambda: province.received_unique == 5, what="the first one's deliveries")
+        assert second.forwarder is None
 
-    await first.stop()  # releases the lease: the other need not wait for it to expire
-    await until(lambda: second.active, timeout=TTL * 3, what="the second forwarder taking over")
-    for n in range(5):
-        await transfer(f"HS-B{n}")
-    await until(lambda: province.received_unique == 10, what="the second one's deliveries")
-    await second.stop()
-    await province.stop()
+        await first.stop()  # releases the lease: the other need not wait for it to expire
+        await until(
+            lambda: second.forwarder is not None, timeout=TTL * 3, what="the second taking over"
+        )
+        for n in range(5):
+            await transfer(f"HS-B{n}")
+        await until(lambda: province.received_unique == 10, what="the second one's deliveries")
+    finally:
+        await second.stop()
+        await province.stop()
     assert province.requests == province.received_unique + province.resends
 
 
