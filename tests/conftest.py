@@ -93,6 +93,10 @@ class GatewayStarter:
         await g.stop()
 
 
+SHORT_WINDOW = 0.5
+"""A duplicate window JetStream forgets soon: for what must hold also after it."""
+
+
 @pytest.fixture
 async def gateways(
     nats_settings: NatsSettings, registry: Registry
@@ -117,3 +121,9 @@ async def projector(
     yield p
     await p.stop()
     await client.close()
+
+
+@pytest.fixture
+async def short_window(gateways: GatewayStarter) -> Gateway:
+    """A gateway whose streams keep JetStream's own msg-id window for half a second only."""
+    return await gateways.start(streams=StreamSettings(duplicate_window_seconds=SHORT_WINDOW))

@@ -24,7 +24,7 @@ from gateway.registry import Registry
 from gateway.streams import EVENTS_STREAM
 from gateway.subjects import submit_subject
 from gateway.submit import SubmitService
-from tests.conftest import free_port
+from tests.conftest import SHORT_WINDOW, free_port
 
 
 async def submit(client: Client, unit: str, payload: Any, timeout: float = 10.0) -> Any:
@@ -73,6 +73,16 @@ async def submit_service(
     nc = await nats.connect(url)
     js = js_type(nc, timeout)
     return SubmitService(Intake(EventLog(js), EventIndex(js)), registry), nc
+
+
+async def outlive_the_window(
+    client: Client, unit: str, event_id: str, subject: str, window: float = SHORT_WINDOW
+) -> None:
+    """Until JetStream itself has forgotten the event's msg id (bounded; no fixed sleep)."""
+    deadline = time.monotonic() + 10 * window + 5
+    while await jetstream_remembers(client, unit, event_id, subject):
+        assert time.monotonic() < deadline, "JetStream never forgot the msg id"
+        await asyncio.sleep(window / 4)
 
 
 async def jetstream_remembers(client: Client, unit: str, event_id: str, subject: str) -> bool:

@@ -17,39 +17,28 @@ from nats.aio.client import Client
 
 from gateway.registry import Registry
 from gateway.service import Gateway
-from gateway.settings import NatsSettings, StreamSettings
+from gateway.settings import NatsSettings
 from gateway.subjects import encode_key, event_subject, submit_subject
 from gateway.submit import MAX_BYTES, MAX_EVENTS
 from schemas.events import Entity
 from tests import events as ev
-from tests.conftest import GatewayStarter
+from tests import helpers
+from tests.conftest import SHORT_WINDOW
 from tests.helpers import (
     ACK_LOST,
     WRITE_LOST,
     error_of,
-    jetstream_remembers,
     log_size,
     log_subjects,
     submit,
     submit_service,
 )
 
-WINDOW = 0.5
-
-
-@pytest.fixture
-async def short_window(gateways: GatewayStarter) -> Gateway:
-    """A gateway whose streams keep JetStream's own msg-id window for half a second only."""
-    return await gateways.start(streams=StreamSettings(duplicate_window_seconds=WINDOW))
-
 
 async def outlive_the_window(client: Client, event: dict[str, Any]) -> None:
-    """Wait until JetStream itself has forgotten the event's msg id (bounded; no fixed sleep)."""
+    """Wait until JetStream itself has forgotten the event's msg id."""
     subject = event_subject(event["unit"], Entity(event["type"].split(".")[0]), _entity_id(event))
-    deadline = time.monotonic() + 10 * WINDOW + 5
-    while await jetstream_remembers(client, event["unit"], event["event_id"], subject):
-        assert time.monotonic() < deadline, "JetStream never forgot the msg id"
-        await asyncio.sleep(WINDOW / 4)
+    await helpers.outlive_the_window(client, event["unit"], event["event_id"], subject)
 
 
 def _entity_id(event: dict[str, Any]) -> str:
@@ -77,7 +66,7 @@ async def test_resent_duplicate_is_acknowledged_after_the_window(
     short_window: Gateway, client: Client
 ) -> None:
     info = await client.jetstream().stream_info("ONESTOP_EVENTS")
-    assert info.config.duplicate_window == WINDOW
+    assert info.config.duplicate_window == SHORT_WINDOW
     event = ev.received("HS-1")
     first = await submit(client, ev.WARD, event)
     assert first["ok"] is True, first

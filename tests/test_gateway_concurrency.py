@@ -33,10 +33,10 @@ from tests.helpers import (
     connected,
     error_of,
     faulty_jetstream,
-    jetstream_remembers,
     last_on_subject,
     log_size,
     log_subjects,
+    outlive_the_window,
     submit,
     submit_service,
     three_node_cluster,
@@ -337,8 +337,6 @@ async def test_jetstream_leader_gone_is_unavailable_and_safe_to_retry(
 
 # --- an event_id's claim taken over while its first write is in flight ---------------------------
 
-WINDOW = 0.5
-
 
 class Gate:
     """Holds the first JetStream write whose subject starts with `prefix` until released."""
@@ -370,18 +368,6 @@ async def held_or_done(gate: Gate, task: asyncio.Task[Any]) -> None:
     assert gate.reached.is_set() or task.done()
 
 
-async def forget_msg_ids(client: Client, event: dict[str, Any], subject: str) -> None:
-    deadline = time.monotonic() + 10 * WINDOW + 5
-    while await jetstream_remembers(client, event["unit"], event["event_id"], subject):
-        assert time.monotonic() < deadline, "JetStream never forgot the msg id"
-        await asyncio.sleep(WINDOW / 4)
-
-
-@pytest.fixture
-async def short_window(gateways: GatewayStarter) -> Gateway:
-    return await gateways.start(streams=StreamSettings(duplicate_window_seconds=WINDOW))
-
-
 async def test_a_claim_for_another_entity_is_not_taken_over_while_its_write_is_in_flight(
     short_window: Gateway, client: Client, nats_settings: NatsSettings, registry: Registry
 ) -> None:
@@ -408,7 +394,7 @@ async def test_a_claim_for_another_entity_is_not_taken_over_while_its_write_is_i
         await nc_b.close()
     assert (reply_a["ok"], reply_a["duplicate"]) == (True, False), reply_a
     assert error_of(reply_b)[0] in ("conflict", "unavailable"), reply_b
-    await forget_msg_ids(client, x, subject_of("HS-1"))
+    await outlive_the_window(client, x["unit"], x["event_id"], subject_of("HS-1"))
     assert await submit(client, ev.WARD, x) == {**reply_a, "duplicate": True}
     assert error_of(await submit(client, ev.WARD, y))[0] == "conflict"
     assert await log_subjects(client) == {subject_of("HS-1"): 2}
@@ -447,7 +433,7 @@ async def test_a_claim_made_on_a_newer_state_is_not_taken_over_while_its_write_i
         assert reply_b == {**reply_a, "duplicate": True}
     else:
         assert error_of(reply_b)[0] == "unavailable"
-    await forget_msg_ids(client, x, subject_of("HS-1"))
+    await outlive_the_window(client, x["unit"], x["event_id"], subject_of("HS-1"))
     assert await submit(client, ev.WARD, x) == {**reply_a, "duplicate": True}
     assert await log_subjects(client) == {subject_of("HS-1"): 3}
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import msgspec
@@ -14,15 +12,12 @@ from nats.js.errors import KeyNotFoundError
 from gateway.event_log import ORIGIN
 from gateway.inbound import RECORDS_BUCKET, inbound_event_id, record_key
 from gateway.service import Gateway
-from gateway.settings import StreamSettings
 from gateway.streams import EVENTS_STREAM
 from gateway.subjects import event_subject, inbound_subject
 from schemas.events import Entity
 from tests import events as ev
-from tests.conftest import GatewayStarter
-from tests.helpers import jetstream_remembers, last_on_subject, log_size, submit
-
-WINDOW = 0.5
+from tests import helpers
+from tests.helpers import last_on_subject, log_size, submit
 
 
 def envelope(kind: str, dossier_id: str, message_id: str, **body: Any) -> dict[str, Any]:
@@ -183,19 +178,9 @@ async def test_an_envelope_that_is_not_a_json_object_is_malformed(
     assert answer["error"]["code"] == "malformed"
 
 
-@pytest.fixture
-async def short_window(gateways: GatewayStarter) -> Gateway:
-    """A gateway whose streams keep JetStream's own msg-id window for half a second only."""
-    return await gateways.start(streams=StreamSettings(duplicate_window_seconds=WINDOW))
-
-
 async def outlive_the_window(client: Client, dossier_id: str, message_id: str) -> None:
     subject = event_subject(ev.WARD, Entity.DOSSIER, dossier_id)
-    event_id = inbound_event_id(message_id)
-    deadline = time.monotonic() + 10 * WINDOW + 5
-    while await jetstream_remembers(client, ev.WARD, event_id, subject):
-        assert time.monotonic() < deadline, "JetStream never forgot the msg id"
-        await asyncio.sleep(WINDOW / 4)
+    await helpers.outlive_the_window(client, ev.WARD, inbound_event_id(message_id), subject)
 
 
 @pytest.mark.parametrize("after_the_window", [False, True])

@@ -5,33 +5,28 @@ others, nothing stored twice."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import msgspec
-import pytest
 from nats.aio.client import Client
 
 from gateway.intake import NEW_ENTITIES_AT_ONCE
 from gateway.jetstream import JetStream, Outgoing, PubAck
 from gateway.registry import Registry
 from gateway.service import Gateway
-from gateway.settings import NatsSettings, StreamSettings
+from gateway.settings import NatsSettings
 from gateway.streams import EVENTS_STREAM
 from tests import events as ev
-from tests.conftest import GatewayStarter
 from tests.helpers import (
     error_of,
-    jetstream_remembers,
     last_on_subject,
     log_size,
+    outlive_the_window,
     submit,
     submit_service,
 )
 
 N = NEW_ENTITIES_AT_ONCE + 50
-WINDOW = 0.5
 
 
 def receipts(prefix: str, n: int = N) -> list[dict[str, Any]]:
@@ -60,12 +55,6 @@ class Counting(JetStream):
     async def publish_batch(self, messages: list[Outgoing]) -> PubAck:
         Counting.batches += 1
         return await super().publish_batch(messages)
-
-
-@pytest.fixture
-async def short_window(gateways: GatewayStarter) -> Gateway:
-    """A gateway whose streams keep JetStream's own msg-id window for half a second only."""
-    return await gateways.start(streams=StreamSettings(duplicate_window_seconds=WINDOW))
 
 
 async def test_new_entities_go_in_two_atomic_writes_each_event_with_its_own_sequence(
@@ -99,11 +88,8 @@ async def test_a_batch_of_new_entities_resent_after_the_window_is_all_duplicates
     events = receipts("HS-W")
     first = await submit(client, ev.WARD, events, timeout=30)
     assert all(r["ok"] and not r["duplicate"] for r in first)
-    deadline = time.monotonic() + 10 * WINDOW + 5
     subject = f"onestop.events.{ev.WARD}.dossier.HS-W-0000"
-    while await jetstream_remembers(client, ev.WARD, events[-1]["event_id"], subject):
-        assert time.monotonic() < deadline, "JetStream never forgot the msg id"
-        await asyncio.sleep(WINDOW / 4)
+    await outlive_the_window(client, ev.WARD, events[-1]["event_id"], subject)
     again = await submit(client, ev.WARD, events, timeout=30)
     assert again == [{**r, "duplicate": True} for r in first]
     assert await log_size(client) == N
