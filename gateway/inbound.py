@@ -23,7 +23,7 @@ from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFo
 from nats.js.kv import KeyValue
 
 from gateway import logs
-from gateway.event_log import MSG_ID, ORIGIN, ORIGIN_MESSAGE_ID, EventLog, msg_id
+from gateway.event_log import ORIGIN, ORIGIN_MESSAGE_ID, EventLog
 from gateway.intake import Candidate, Intake
 from gateway.refusals import (
     Conflict,
@@ -200,12 +200,7 @@ class InboundService:
     async def _stored(self, unit: str, event_id: str) -> bool:
         """Whether the event a message_id becomes is in the log (the event-id index's claim is
         followed by that very event when it was stored, as `Intake` appends it)."""
-        found = await self.intake.index.get(unit, event_id)
-        if found is None:
-            return False
-        claim = found[0]
-        stored = await self.event_log.next_after(claim.subject, claim.after_seq)
-        return stored is not None and stored.headers.get(MSG_ID) == msg_id(unit, event_id)
+        return await self.intake.stored(unit, event_id) is not None
 
     async def _record(self, envelope: Envelope, body: NoteBody) -> None:
         subject = event_subject(envelope.unit, Entity.DOSSIER, envelope.dossier_id)

@@ -17,7 +17,7 @@ import msgspec
 from gateway import lifecycle, logs
 from gateway.event_index import RELEASED, Claim, Entry, EventIndex
 from gateway.event_log import MSG_ID, EventLog, msg_id
-from gateway.jetstream import BatchRefused, WrongLastSequence
+from gateway.jetstream import BatchRefused, StoredMessage, WrongLastSequence
 from gateway.lifecycle import DossierState, EntityState
 from gateway.refusals import Conflict, Refusal, Unavailable
 from gateway.subjects import event_subject
@@ -215,16 +215,26 @@ class Intake:
             raise Unavailable("this event_id is being submitted concurrently; retry")
         return written
 
-    async def _stored(self, c: Candidate, claim: Claim | None = None) -> Accepted | None:
-        """The original reply if this event_id is in the log already; Conflict if it differs."""
-        event = c.event
+    async def stored(
+        self, unit: str, event_id: str, claim: Claim | None = None
+    ) -> StoredMessage | None:
+        """The event stored under this event_id, or None: the message right after its claim
+        (read from the index unless given), when it carries the event_id's msg id."""
         if claim is None:
-            found = await self.index.get(event.unit, event.event_id)
+            found = await self.index.get(unit, event_id)
             if found is None:
                 return None
             claim = found.claim
         stored = await self.log.next_after(claim.subject, claim.after_seq)
-        if stored is None or stored.headers.get(MSG_ID) != msg_id(event.unit, event.event_id):
+        if stored is None or stored.headers.get(MSG_ID) != msg_id(unit, event_id):
+            return None
+        return stored
+
+    async def _stored(self, c: Candidate, claim: Claim | None = None) -> Accepted | None:
+        """The original reply if this event_id is in the log already; Conflict if it differs."""
+        event = c.event
+        stored = await self.stored(event.unit, event.event_id, claim)
+        if stored is None:
             return None
         if stored.data != c.body:
             raise _reused(event.event_id)
