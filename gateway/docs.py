@@ -6,6 +6,7 @@ subscribers); the copies checked in under `schemas/` are kept in step by a test.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,8 +50,23 @@ def json_schema() -> dict[str, Any]:
         "description": (
             "Events, replies, interconnection envelopes, reports and seals (CONTRACT.md)."
         ),
-        "$defs": {**_aliases(refs), **components},
+        "$defs": {**_aliases(refs), **_cleaned(components)},
     }
+
+
+def _cleaned(node: Any) -> Any:
+    """Descriptions with their docstring indentation removed, whatever msgspec's version keeps of
+    it (0.23 stopped dedenting), so the documents are the same on every allowed version."""
+    if isinstance(node, dict):
+        return {
+            key: inspect.cleandoc(value)
+            if key == "description" and isinstance(value, str)
+            else _cleaned(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_cleaned(item) for item in node]
+    return node
 
 
 def _aliases(refs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
@@ -98,7 +114,7 @@ def _with_payloads(spec: dict[str, Any]) -> dict[str, Any]:
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas.pop("EmptyPayload", None)
     schemas.update(_aliases(refs))
-    schemas.update(components)
+    schemas.update(_cleaned(components))
     payload_of = {"onestop.submit.{unit}": "Submission", "onestop.inbound.{unit}": "Envelope"}
     payload_of.update({subject: name for subject, (name, _) in _PUBLISHED.items()})
     for name, message in spec["components"].get("messages", {}).items():

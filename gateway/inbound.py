@@ -36,7 +36,7 @@ from gateway.refusals import (
 )
 from gateway.registry import Registry
 from gateway.subjects import encode_key, event_subject
-from schemas.codec import ENCODER, decode_body, field_of, plain_message
+from schemas.codec import ENCODER, decode_body, field_of, first_non_utf8_byte, plain_message
 from schemas.events import DossierResolved, DossierSupplementRequested, Entity, Event
 from schemas.interconnect import INBOUND_KINDS, Envelope, EnvelopeKind, NoteBody, ResultBody
 from schemas.replies import Accepted
@@ -91,6 +91,8 @@ async def records_bucket(client: Client, replicas: int = 1) -> KeyValue:
 
 
 def decode_envelope(payload: bytes, unit: str, registry: Registry) -> Envelope:
+    if first_non_utf8_byte(payload) is not None:
+        raise Malformed("the envelope is not UTF-8 text")
     try:
         envelope = _ENVELOPE.decode(payload)
     except msgspec.ValidationError as e:
@@ -100,8 +102,6 @@ def decode_envelope(payload: bytes, unit: str, registry: Registry) -> Envelope:
         raise Invalid(f"{field or 'envelope'}: {plain_message(e)}", field=field) from e
     except msgspec.DecodeError as e:  # ValidationError is a DecodeError: caught above first
         raise Malformed(f"the envelope is not valid JSON: {e}") from e
-    except UnicodeDecodeError as e:
-        raise Malformed("the envelope is not UTF-8 text") from e
     envelope = to_microseconds(envelope, payload)
     if envelope.kind not in INBOUND_KINDS:
         raise Invalid(

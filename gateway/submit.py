@@ -25,7 +25,7 @@ from gateway.refusals import (
     UnknownUnit,
 )
 from gateway.registry import Registry
-from schemas.codec import ENCODER, EVENT_DECODER, field_of, plain_message
+from schemas.codec import ENCODER, EVENT_DECODER, field_of, first_non_utf8_byte, plain_message
 from schemas.replies import Accepted, Refused, Reply
 from schemas.rules import field_problem, to_microseconds
 
@@ -78,15 +78,17 @@ def event_id_of(raw: msgspec.Raw) -> str | None:
 
 def validate(raw: msgspec.Raw, unit: str, registry: Registry, now: datetime) -> Candidate:
     """A Candidate ready to record, or raise the Refusal that fits first."""
-    if not bytes(raw).lstrip().startswith(b"{"):
+    text = bytes(raw)
+    if not text.lstrip().startswith(b"{"):
         raise Malformed("each event must be a JSON object")
+    # An array's elements are split out without reading their strings, so one may not be UTF-8.
+    if (at := first_non_utf8_byte(text)) is not None:
+        raise Malformed(f"the event is not valid JSON: its text must be UTF-8 (byte {at} is not)")
     try:
         event = EVENT_DECODER.decode(raw)
     except msgspec.ValidationError as e:
         field = field_of(e)
         raise Invalid(f"{field or 'event'}: {plain_message(e)}", field=field) from e
-    except UnicodeDecodeError as e:  # an array's elements are split out without reading strings
-        raise Malformed(f"the event is not valid JSON: its text must be UTF-8 ({e})") from e
     event = to_microseconds(event, raw)
     if (problem := field_problem(event, now)) is not None:
         raise Invalid(problem.message, field=problem.field)

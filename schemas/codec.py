@@ -48,3 +48,15 @@ def plain_message(error: msgspec.ValidationError) -> str:
 def decode_body(kind: EnvelopeKind, raw: msgspec.Raw) -> Body:
     body: Body = _BODY_DECODERS[kind].decode(raw)
     return body
+
+
+def first_non_utf8_byte(data: bytes) -> int | None:
+    """Where `data` stops being UTF-8, or None: decided here rather than by whichever exception a
+    msgspec version raises for a string that is not UTF-8 (0.23 changed it)."""
+    if data.isascii():
+        return None
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start
+    return None
