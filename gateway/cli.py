@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 from consumers.delivery import ForwarderSettings
@@ -234,59 +235,80 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    """Rebuild reports from the log alone; compare with what was published, or show one as of
-    a past moment. Changes nothing and sends nothing."""
+    """Shadow replay: the selected reports rebuilt from the log alone (as they stood at a past
+    moment, with --as-of), each held figure by figure against the revision published (current
+    then). Exit 0 when all are equal, 1 when any differs, 2 on an error. Changes nothing and
+    sends nothing: read-only rights are enough."""
     from datetime import UTC, datetime
 
-    from consumers import report_format, report_store
-    from consumers.periods import period_end
-    from consumers.rebuild import compare, rebuild
-    from schemas.report import Report
+    import nats.errors
+
+    from consumers import rebuild_format
+    from consumers.rebuild import BadSelection, compare, published, rebuild, selection
+    from consumers.replay import last_seq
+    from gateway.refusals import Unavailable
 
     settings = _command_nats(args)
     registry = _registry(args)
-    if args.as_of and not (args.unit and args.period):
-        print("--as-of needs --unit and --period", file=sys.stderr)
+    try:
+        chosen = selection(registry, args.unit, args.period)
+        moment = _moment(args.as_of) if args.as_of else None
+    except (BadSelection, ValueError) as e:
+        print(e, file=sys.stderr)
         return 2
 
     async def run() -> int:
         client = await connection.connect(settings, service=False)
         try:
-            moment = datetime.fromisoformat(args.as_of) if args.as_of else None
-            book = await rebuild(client, registry, stored_by=moment)
-            if moment is not None:
-                figures = book.figures(args.unit, args.period, moment)
-                report = Report(
-                    unit=args.unit,
-                    period=args.period,
-                    revision=0,
-                    final=moment >= period_end(args.period),
-                    generated_at=moment,
-                    dossiers=figures.dossiers,
-                    documents=figures.documents,
-                    copies=figures.copies,
+            progress = Progress(await last_seq(client, chosen.events), "replaying the log")
+            try:
+                rebuilt = await rebuild(
+                    client,
+                    registry,
+                    stored_by=moment,
+                    events=chosen.events,
+                    on_progress=progress.advance,
                 )
-                print(f"as it stood at {moment.isoformat()} (events stored by then):")
-                sys.stdout.write(
-                    report_format.table(
-                        report, registry[args.unit].name if args.unit in registry else ""
-                    )
-                )
-                return 0
-            published = await report_store.current_reports(client)
+            finally:
+                progress.close()
+            seen = await published(client, chosen, moment)
         finally:
             await client.close()
-        differences = compare(book, published, datetime.now(UTC))
-        compared = len({(u, p) for u in book.units() for p in book.periods(u)} | set(published))
-        if not differences:
-            print(f"{compared} reports rebuilt from the log: all equal to what was published")
-            return 0
-        print(f"{compared} reports rebuilt from the log; {len(differences)} differ:")
-        for d in differences:
-            print(f"  {d.unit} {d.period}: rebuilt {d.rebuilt}, published {d.published}")
-        return 1
+        comparisons = compare(rebuilt.book, seen, moment or datetime.now(UTC), chosen)
+        if args.format == "json":
+            sys.stdout.write(rebuild_format.as_json(comparisons, rebuilt.unreadable, as_of=moment))
+        else:
+            sys.stdout.write(
+                rebuild_format.text(
+                    comparisons,
+                    registry,
+                    rebuilt.unreadable,
+                    as_of=moment,
+                    show_all=args.unit is not None or args.period is not None,
+                )
+            )
+        return 0 if all(c.equal for c in comparisons) else 1
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except (nats.errors.Error, Unavailable, OSError) as e:
+        where = ", ".join(settings.servers)
+        print(
+            f"cannot read the log or the reports (at {where}): {e or type(e).__name__}",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _moment(text: str) -> datetime:
+    """An RFC 3339 moment with its offset; ValueError if it is not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise ValueError(f"--as-of {text!r} is not an RFC 3339 moment") from e
+    if moment.utcoffset() is None:
+        raise ValueError(f"--as-of {text!r} needs an offset (Z or +07:00)")
+    return moment
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -465,12 +487,24 @@ def parser() -> argparse.ArgumentParser:
 
     rebuild = sub.add_parser(
         "rebuild",
-        help="rebuild every report from the log and compare with what was published, "
-        "or (--as-of) show a report as it stood at a past moment",
+        help="rebuild reports from the log alone and compare them, figure by figure, with what "
+        "was published (exit 0 equal, 1 differ, 2 error)",
+        description="Shadow replay: rebuild the selected reports from the event log alone, with "
+        "the projector's own rules, print each in the official form with the figures that "
+        "differ from the published revision, and exit 0 when all are equal, 1 when any differs, "
+        "2 on an error. With --as-of, only events stored by then count and each report is held "
+        "against the revision that was current then. Reads only (an ephemeral consumer): "
+        "changes nothing and sends nothing.",
     )
-    rebuild.add_argument("--as-of", help="RFC 3339 moment: only events stored by then")
-    rebuild.add_argument("--unit", help="with --as-of: the unit")
-    rebuild.add_argument("--period", help="with --as-of: YYYY-MM")
+    rebuild.add_argument(
+        "--as-of",
+        help="RFC 3339 moment: only events stored by then, against the revision current then",
+    )
+    rebuild.add_argument(
+        "--unit", help="a unit code: its reports (a roll-up when units are below it)"
+    )
+    rebuild.add_argument("--period", help="YYYY-MM: only that period's reports")
+    rebuild.add_argument("--format", choices=["text", "json"], default="text")
     rebuild.add_argument("--registry", type=Path)
     nats_url(rebuild)
     rebuild.set_defaults(run=cmd_rebuild)
