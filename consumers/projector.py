@@ -27,6 +27,7 @@ from consumers.checkpoint import Checkpoint, CheckpointStore
 from consumers.periods import now_vn, period_end
 from consumers.report_rules import ReportBook
 from consumers.report_store import Published
+from consumers.skips import PROJECTOR, SkipRecorder
 from gateway import logs
 from gateway.jetstream import JetStream, WrongLastSequence, delivery_of
 from gateway.refusals import Unavailable
@@ -91,6 +92,8 @@ class ReportProjector:
         self._report_units: dict[str, tuple[str, ...]] = {}
         self._unacked: Msg | None = None
         self._catch_up_to = 0
+        self._skips = SkipRecorder(client, PROJECTOR, replicas)
+        self._skipped: list[tuple[int, str, str]] = []  # (seq, subject, why) not recorded yet
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -193,6 +196,9 @@ class ReportProjector:
                 if (msg := self._unacked) is not None:
                     self._unacked = None
                     await msg.ack()  # AckAll: everything up to it
+                while self._skipped:  # recorded where `lienthong status` shows them
+                    await self._skips.record(*self._skipped[0])
+                    self._skipped.pop(0)
                 now = time.monotonic()
                 # While far behind the log (catching up), intermediate revisions are history
                 # nobody asked for: publish less often until caught up.
@@ -230,8 +236,9 @@ class ReportProjector:
         self._events_since_checkpoint += 1
         try:
             event = EVENT_DECODER.decode(msg.data)
-        except msgspec.ValidationError:
+        except msgspec.DecodeError as e:  # not JSON, or not an event: nothing it could count
             self.log.error("projector.undecodable_event", seq=seq)
+            self._skipped.append((seq, msg.subject, str(e)))
             return
         units = self._report_units.get(event.unit)
         if units is None:

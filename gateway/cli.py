@@ -10,6 +10,8 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
+from nats.aio.client import Client
+
 from consumers.delivery import ForwarderSettings
 from consumers.projector import ProjectorSettings
 from consumers.sealer import SealerSettings
@@ -150,6 +152,8 @@ def _command_nats(args: argparse.Namespace) -> NatsSettings:
 def cmd_status(args: argparse.Namespace) -> int:
     from consumers.delivery import delivery_status, status_table
     from consumers.periods import now_vn
+    from consumers.skips import skipped, skips_table
+    from gateway.operations import describe, operator_actions
 
     settings = _command_nats(args)
     registry = _registry(args)
@@ -158,28 +162,55 @@ def cmd_status(args: argparse.Namespace) -> int:
         client = await connection.connect(settings, service=False)
         try:
             rows = await delivery_status(client)
+            skips = await skipped(client)
+            actions = await operator_actions(client)
         finally:
             await client.close()
         sys.stdout.write(status_table(rows, registry, now_vn()))
+        sys.stdout.write(skips_table(skips))
+        if actions:
+            print(f"Operator actions ({len(actions)} recorded), the latest:")
+            for action in actions[-RECENT_ACTIONS:]:
+                print(f"  {describe(action)}")
         return 0
 
     return asyncio.run(status())
 
 
+RECENT_ACTIONS = 5
+"""How many of the latest operator actions `lienthong status` shows."""
+
+
 def cmd_resume_delivery(args: argparse.Namespace) -> int:
     from consumers.delivery import resume_parked
+    from gateway.operations import OperationsLog, Target
 
     settings = _command_nats(args)
+    command = " ".join(
+        ["resume-delivery"]
+        + ([f"--unit {args.unit}"] if args.unit else [])
+        + ([f"--dossier {args.dossier}"] if args.dossier else [])
+    )
 
     async def resume() -> int:
         client = await connection.connect(settings, service=False)
         try:
+            operations = OperationsLog(client)
+            await operations.ready()  # nothing is changed that could not be recorded
             resumed = await resume_parked(client, args.unit, args.dossier)
+            action = await operations.record(
+                command,
+                [
+                    Target(unit=r.unit, dossier_id=r.dossier_id, message_id=r.message_id)
+                    for r in resumed
+                ],
+            )
         finally:
             await client.close()
         for r in resumed:
             print(f"resumed {r.unit} {r.dossier_id!r} {r.kind.value} {r.message_id}")
         print(f"{len(resumed)} parked deliveries set back to pending")
+        print(f"recorded as {action.who}'s action at {action.at.isoformat(timespec='seconds')}")
         return 0
 
     return asyncio.run(resume())
@@ -312,34 +343,89 @@ def _moment(text: str) -> datetime:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Recompute the log's hash chain and hold it against every seal. Changes nothing."""
-    from consumers.verify import verify
+    """Recompute the log's hash chain and hold it against every seal: the city's own, or with
+    --witness the province's copy. Exit 0 intact, 1 altered. Changes nothing."""
+    from consumers.verify import first_disagreement, read_seals, verify
+    from consumers.witness import WITNESS_STREAM
+    from gateway.streams import SEALS_STREAM
 
     settings = _command_nats(args)
 
     async def run() -> int:
         client = await connection.connect(settings, service=False)
+        witness: Client | None = None
         try:
-            result = await verify(client)
+            if args.witness:
+                witness = await connection.connect(
+                    NatsSettings(servers=(args.witness,)), service=False
+                )
+            stream = (args.witness_stream or WITNESS_STREAM) if witness else SEALS_STREAM
+            result = await verify(client, witness, stream)
+            disagree = None
+            if witness is not None:
+                own, _ = await read_seals(client)
+                theirs, _ = await read_seals(witness, stream)
+                disagree = first_disagreement(own, theirs)
         finally:
             await client.close()
+            if witness is not None:
+                await witness.close()
+        whose = f"the witness's seals ({args.witness}, {stream})" if witness else "its seals"
         print(
             f"{result.events} events in the log (last sequence {result.last_seq}), "
-            f"{result.seals} seals checked"
+            f"{result.seals} seals checked: the log against {whose}"
         )
+        for unreadable in result.unreadable:
+            print(unreadable.line())
+        for foreign in result.foreign:
+            print(f"ALTERED: message {foreign.seq} on {foreign.subject}: {foreign.why}")
+        if result.foreign_count > len(result.foreign):
+            print(f"ALTERED: {result.foreign_count} messages not written by the gateway in all")
+        for bad in result.bad_seals:
+            print(f"ALTERED: message {bad.seq} of the seals is {bad.why}")
         if result.broken_seal_seq is not None:
+            which = "the witness's seal" if witness else "the seal"
             print(
-                f"ALTERED: the log no longer matches the seal at sequence "
+                f"ALTERED: the log no longer matches {which} at sequence "
                 f"{result.broken_seal_seq}; it matches seals up to sequence "
                 f"{result.verified_seq} only"
             )
+        if disagree is not None:
+            print(
+                f"ALTERED: the city's own seals differ from the witness's from the seal at "
+                f"sequence {disagree} on"
+            )
         if result.gaps:
             print(f"ALTERED: events missing from the log at sequences {result.gaps[:10]}")
-        if result.intact:
+        intact = result.intact and disagree is None
+        if intact:
             print(f"intact: the log matches every seal, up to sequence {result.verified_seq}")
         if result.unsealed:
             print(f"{result.unsealed} events after the last seal are not sealed yet")
-        return 0 if result.intact else 1
+        return 0 if intact else 1
+
+    return asyncio.run(run())
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    """On the province's server: create the stream that mirrors the city's seals. Idempotent."""
+    from consumers.witness import WITNESS_STREAM, keep_witness
+
+    settings = _command_nats(args)
+    name = args.stream or WITNESS_STREAM
+
+    async def run() -> int:
+        client = await connection.connect(settings, service=False)
+        try:
+            created = await keep_witness(client, args.city_domain, name)
+        finally:
+            await client.close()
+        state = "created" if created else "already there"
+        print(
+            f"witness stream {name} {state} on {', '.join(settings.servers)}: a mirror of "
+            f"ONESTOP_SEALS in JetStream domain {args.city_domain!r}"
+        )
+        return 0
 
     return asyncio.run(run())
 
@@ -349,7 +435,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     sends nothing."""
     import nats.errors
 
-    from consumers.export import UnreadableLog, export, selection
+    from consumers.export import export, selection
+    from consumers.replay import Unreadable
 
     settings = _command_nats(args)
     try:
@@ -361,19 +448,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     # Written beside the file and renamed when complete: an export file is never half an export.
     partial = output.with_name(output.name + ".partial") if output is not None else None
 
+    skipped: list[Unreadable] = []
+
+    def report(unreadable: Unreadable) -> None:  # said at once, and counted at the end
+        skipped.append(unreadable)
+        print(unreadable.line(), file=sys.stderr)
+
     async def run() -> int:
         client = await connection.connect(settings, service=False)
         try:
             if partial is None:
-                return await export(client, chosen, sys.stdout.buffer)
+                return await export(client, chosen, sys.stdout.buffer, report)
             with partial.open("wb") as out:
-                return await export(client, chosen, out)
+                return await export(client, chosen, out, report)
         finally:
             await client.close()
 
     try:
         count = asyncio.run(run())
-    except (nats.errors.Error, UnreadableLog, OSError) as e:
+    except (nats.errors.Error, OSError) as e:
         if partial is not None:
             partial.unlink(missing_ok=True)
         where = ", ".join(settings.servers)
@@ -387,6 +480,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     whose = f"unit {args.unit} and every unit below it" if args.unit else "every unit"
     print(f"exported {count} events of {args.period} (UTC+07:00), {whose}", file=sys.stderr)
+    if skipped:
+        print(
+            f"{len(skipped)} messages of the log are not events and were skipped", file=sys.stderr
+        )
     return 0
 
 
@@ -512,10 +609,31 @@ def parser() -> argparse.ArgumentParser:
     verify = sub.add_parser(
         "verify",
         help="check that the event log was not altered: recompute its hash chain against the "
-        "seals in ONESTOP_SEALS (exit 1 if not)",
+        "seals in ONESTOP_SEALS, or the province's copy of them (exit 1 if not)",
+    )
+    verify.add_argument(
+        "--witness",
+        metavar="URL",
+        help="the province's nats-server holding its copy of the seals (lienthong witness): "
+        "the log is held against that copy instead of the city's own",
+    )
+    verify.add_argument(
+        "--witness-stream", help="the copy's stream name (default: ONESTOP_SEALS_WITNESS)"
     )
     nats_url(verify)
     verify.set_defaults(run=cmd_verify)
+
+    witness = sub.add_parser(
+        "witness",
+        help="on the province's server: keep a copy of the city's seals (a JetStream mirror "
+        "across a leaf node; see deploy/witness)",
+    )
+    witness.add_argument(
+        "--city-domain", required=True, help="the city's JetStream domain (its jetstream.domain)"
+    )
+    witness.add_argument("--stream", help="the copy's name (default: ONESTOP_SEALS_WITNESS)")
+    nats_url(witness)
+    witness.set_defaults(run=cmd_witness)
 
     export = sub.add_parser(
         "export",
