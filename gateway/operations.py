@@ -139,7 +139,9 @@ def touching(actions: list[OperatorAction], unit: str, dossier_id: str) -> list[
 
 def describe(action: OperatorAction) -> str:
     """One line: when, who, what, on what."""
-    account = f" (account {action.nats_account})" if action.nats_account else ""
+    account = (
+        f" (account {action.nats_account})" if action.nats_user and action.nats_account else ""
+    )
     source = "NATS user" if action.nats_user else "OS user"
     changed = ", ".join(
         f"{t.unit} {t.dossier_id!r}" + (f" {t.message_id}" if t.message_id else "")
