@@ -19,14 +19,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from consumers.periods import period_end, period_index
-from consumers.replay import ALL_EVENTS, Unreadable, read_event, replay
+from consumers.replay import Unreadable, read_event, replay
 from consumers.report_rules import ReportBook
 from consumers.report_store import REPORT_DECODER, Published
 from gateway.jetstream import Delivery
 from gateway.last_values import last_per_subject
 from gateway.registry import Registry
 from gateway.streams import REPORTS_STREAM
-from gateway.subjects import EVENTS_PREFIX, REPORTS_PREFIX
+from gateway.subjects import REPORTS_PREFIX
 from schemas.report import Figures, Report
 
 
@@ -39,8 +39,6 @@ class Selection(msgspec.Struct, frozen=True, kw_only=True):
 
     unit: str | None = None
     period: str | None = None
-    events: str = ALL_EVENTS
-    """The log's subjects that can change those reports: one ward's own, or the whole log."""
 
     @property
     def reports(self) -> str:
@@ -65,10 +63,9 @@ def selection(registry: Registry, unit: str | None, period: str | None) -> Selec
         return Selection(period=period)
     if unit not in registry:
         raise BadSelection(f"unit {unit} is not in the registry (give the right --registry)")
-    below = {c for c in registry.codes() if unit in registry.report_units(c)}
-    # A ward's report counts its own events only, all on its own subjects; a roll-up needs all.
-    events = f"{EVENTS_PREFIX}.{unit}.>" if below == {unit} else ALL_EVENTS
-    return Selection(unit=unit, period=period, events=events)
+    # The whole log is replayed even for one ward: which periods a unit has a report for
+    # depends on the latest period of any unit's events (dossiers carry into it).
+    return Selection(unit=unit, period=period)
 
 
 class Rebuilt(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,11 +79,10 @@ async def rebuild(
     registry: Registry,
     *,
     stored_by: datetime | None = None,
-    events: str = ALL_EVENTS,
     on_progress: Callable[[int], None] | None = None,
 ) -> Rebuilt:
-    """Every report's figures from the log alone (only events stored by `stored_by`, if given;
-    only the log's subjects `events`); `on_progress(n)` after each n messages read."""
+    """Every report's figures from the log alone (only events stored by `stored_by`, if
+    given); `on_progress(n)` after each n messages read."""
     book = ReportBook()
     unreadable: list[Unreadable] = []
     limit = int(stored_by.timestamp() * 1e9) if stored_by is not None else None
@@ -107,7 +103,7 @@ async def rebuild(
         book.apply(event, chains[event.unit])
         return True
 
-    await replay(client, apply, events)
+    await replay(client, apply)
     return Rebuilt(book=book, unreadable=unreadable)
 
 

@@ -291,13 +291,12 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     async def run() -> int:
         client = await connection.connect(settings, service=False)
         try:
-            progress = Progress(await last_seq(client, chosen.events), "replaying the log")
+            progress = Progress(await last_seq(client), "replaying the log")
             try:
                 rebuilt = await rebuild(
                     client,
                     registry,
                     stored_by=moment,
-                    events=chosen.events,
                     on_progress=progress.advance,
                 )
             finally:
