@@ -131,6 +131,7 @@ class ReportProjector:
             await msg.ack()
         if self.publish_reports:
             await self.flush()
+        await self._record_skips()
         await self.checkpoint()
         self.log.info("projector.stopped", seq=self.seq)
 
@@ -196,9 +197,7 @@ class ReportProjector:
                 if (msg := self._unacked) is not None:
                     self._unacked = None
                     await msg.ack()  # AckAll: everything up to it
-                while self._skipped:  # recorded where `lienthong status` shows them
-                    await self._skips.record(*self._skipped[0])
-                    self._skipped.pop(0)
+                await self._record_skips()
                 now = time.monotonic()
                 # While far behind the log (catching up), intermediate revisions are history
                 # nobody asked for: publish less often until caught up.
@@ -249,6 +248,12 @@ class ReportProjector:
         if changed is not None and self.publish_reports:
             for unit in units:
                 self._mark(unit, changed)
+
+    async def _record_skips(self) -> None:
+        """Where `lienthong status` shows them; before the checkpoint passes them by."""
+        while self._skipped:
+            await self._skips.record(*self._skipped[0])
+            self._skipped.pop(0)
 
     def _mark(self, unit: str, period: str) -> None:
         """The unit's reports from `period` on may have changed."""

@@ -29,6 +29,7 @@ from gateway.settings import NatsSettings, StreamSettings
 from gateway.streams import EVENTS_STREAM, REPORTS_STREAM
 from gateway.subjects import inbound_subject
 from tests import events as ev
+from tests.conftest import free_port
 from tests.helpers import submit
 
 APRIL = "2021-04"
@@ -220,12 +221,13 @@ async def test_lienthong_rebuild_prints_the_official_form_and_the_diff_and_exits
         (("--period", "April"), "--period 'April' is not a period: give YYYY-MM"),
         (("--as-of", "2021-05-01T00:00:00"), "needs an offset"),
         (("--as-of", "yesterday"), "is not an RFC 3339 moment"),
+        ((), "cannot read the log or the reports"),  # no server at the URL
     ],
 )
-def test_lienthong_rebuild_with_a_bad_argument_says_so_in_one_line_and_exits_2(
+def test_lienthong_rebuild_with_a_bad_argument_or_no_server_says_so_in_one_line_and_exits_2(
     subprocess_env: dict[str, str], args: tuple[str, ...], says: str
 ) -> None:
-    run = run_rebuild("nats://127.0.0.1:1", subprocess_env, *args)
+    run = run_rebuild(f"nats://127.0.0.1:{free_port()}", subprocess_env, *args)
     assert run.returncode == 2
     assert says in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
