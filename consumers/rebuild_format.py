@@ -4,14 +4,14 @@ what was published, or the same as one JSON document for machines."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
 from consumers import report_format
-from consumers.rebuild import Comparison
+from consumers.rebuild import Comparison, FieldDifference
 from consumers.replay import Unreadable
 from gateway.registry import Registry
+from schemas.report import Report
 
 
 def _published_line(c: Comparison, as_of: datetime | None) -> str:
@@ -80,9 +80,9 @@ class _Entry(msgspec.Struct, frozen=True):
     unit: str
     period: str
     equal: bool
-    rebuilt: Any
+    rebuilt: Report | None
     published: _Published | None
-    differences: list[Any]
+    differences: list[FieldDifference]
 
 
 class _Document(msgspec.Struct, frozen=True):
@@ -112,7 +112,7 @@ def as_json(
                 if c.published is not None
                 else None
             ),
-            differences=[msgspec.to_builtins(d) for d in c.differences],
+            differences=c.differences,
         )
         for c in comparisons
     ]
