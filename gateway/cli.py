@@ -270,7 +270,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     moment, with --as-of), each held figure by figure against the revision published (current
     then). Exit 0 when all are equal, 1 when any differs, 2 on an error. Changes nothing and
     sends nothing: read-only rights are enough."""
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     import nats.errors
 
@@ -344,6 +344,8 @@ def _moment(text: str) -> datetime:
 def cmd_verify(args: argparse.Namespace) -> int:
     """Recompute the log's hash chain and hold it against every seal: the city's own, or with
     --witness the province's copy. Exit 0 intact, 1 altered. Changes nothing."""
+    from nats.js.errors import NotFoundError
+
     from consumers.verify import first_disagreement, read_seals, verify
     from consumers.witness import WITNESS_STREAM
     from gateway.streams import SEALS_STREAM
@@ -362,7 +364,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             result = await verify(client, witness, stream)
             disagree = None
             if witness is not None:
-                own, _ = await read_seals(client)
+                try:
+                    own, _ = await read_seals(client)
+                except NotFoundError:  # the city's seals are gone altogether
+                    own = []
                 theirs, _ = await read_seals(witness, stream)
                 disagree = first_disagreement(own, theirs)
         finally:
