@@ -5,6 +5,7 @@ None of it changes the log or sends anything."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -192,6 +193,7 @@ async def test_lienthong_rebuild_prints_the_official_form_and_the_diff_and_exits
     assert "rebuilt from the log, chính thức / final" in equal.stdout
     assert "equal to what was published" in equal.stdout
     assert "1 reports rebuilt from the log: all equal to what was published" in equal.stdout
+    assert "replaying the log: 1 in " in equal.stderr  # progress; a bar too on a terminal
     await doctor(client, ev.WARD, APRIL, in_progress={"overdue": 0, "within_deadline": 1})
     differs = await asyncio.to_thread(run_rebuild, nats_server.url, subprocess_env, *args)
     assert differs.returncode == 1, differs.stderr
@@ -288,6 +290,28 @@ async def test_lienthong_rebuild_needs_only_read_rights(
         await client.close()
     finally:
         await gateway.stop()
+
+
+async def test_lienthong_rebuild_runs_on_a_copy_of_the_store(
+    registry: Registry, subprocess_env: dict[str, str], tmp_path: Path
+) -> None:
+    with NatsServer(tmp_path / "live") as live:
+        settings = NatsSettings(servers=(live.url,), request_timeout=2.0)
+        gateway = Gateway(settings, StreamSettings(), registry)
+        await gateway.start()
+        client = await connection.connect(settings)
+        projector = ReportProjector(client, registry)
+        await projector.start()
+        await submit(client, ev.WARD, [ev.received("K-1"), ev.dossier_event("resolved", "K-1")])
+        await projector.wait_until_current()
+        await projector.stop()
+        await client.close()
+        await gateway.stop()
+    shutil.copytree(tmp_path / "live", tmp_path / "copy")  # a copy of the store at rest
+    with NatsServer(tmp_path / "copy") as copy:
+        run = await asyncio.to_thread(run_rebuild, copy.url, subprocess_env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "3 reports rebuilt from the log: all equal to what was published" in run.stdout
 
 
 async def test_dossier_history_shows_events_and_province_records_without_personal_data(
