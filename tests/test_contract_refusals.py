@@ -487,3 +487,92 @@ async def test_a_dossier_changed_by_another_writer_every_time_is_unavailable(
     assert error_of(reply) == ("unavailable", None)
     assert "many writers" in reply["error"]["message"]
     assert next(interlopers) == RACE_RETRIES
+
+
+# -- the bounds of a field's form (schemas.events): `invalid` naming the field ------------------
+
+
+class Bound(NamedTuple):
+    name: str
+    """The annotated type or field that carries the bound in schemas/events.py."""
+    field: str
+    """The field a refusal names."""
+    min_length: int | None
+    max_length: int
+    contract: str
+    """The contract's sentence: the bound itself where the contract writes it, else the rule
+    that a field of the wrong form is `invalid` (the bound is then the project's own, kept so
+    that no one field can fill the log, and written in the README's table of refusals)."""
+
+
+BOUNDS = [
+    Bound("EntityId", "dossier_id", 1, 128, "string, 1–128 chars"),
+    Bound("UnitCode", "unit", 2, 16, INVALID),
+    Bound("ProcedureCode", "procedure_code", 1, 64, INVALID),
+    Bound("AgencyCode", "to_agency", 1, 64, INVALID),
+    Bound("Note", "note", None, 2000, INVALID),
+    Bound("name", "applicant.name", None, 256, INVALID),
+    Bound("id_number", "applicant.id_number", None, 32, INVALID),
+]
+
+
+def schema_bounds() -> dict[str, tuple[int | None, int | None]]:
+    """Every length bound in schemas/events.py, by the name it is declared under."""
+    tree = ast.parse((ROOT / "schemas" / "events.py").read_text(encoding="utf-8"))
+    found: dict[str, tuple[int | None, int | None]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign | ast.Assign):
+            target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
+            for call in ast.walk(node):
+                if isinstance(call, ast.Call) and getattr(call.func, "attr", "") == "Meta":
+                    kw: dict[str | None, int] = {
+                        k.arg: k.value.value
+                        for k in call.keywords
+                        if isinstance(k.value, ast.Constant) and isinstance(k.value.value, int)
+                    }
+                    if "min_length" in kw or "max_length" in kw:
+                        found[ast.unparse(target)] = (kw.get("min_length"), kw.get("max_length"))
+    return found
+
+
+def test_every_bound_of_a_fields_form_is_listed() -> None:
+    assert schema_bounds() == {b.name: (b.min_length, b.max_length) for b in BOUNDS}
+
+
+@pytest.mark.skipif(CONTRACT is None, reason="CONTRACT.md is not beside this checkout")
+def test_every_bound_rests_on_the_contract_word_for_word() -> None:
+    assert CONTRACT is not None
+    contract = _normal(CONTRACT.read_text(encoding="utf-8"))
+    assert [b.name for b in BOUNDS if _normal(b.contract) not in contract] == []
+
+
+def _with(field: str, value: str) -> dict[str, Any]:
+    if field == "dossier_id":
+        return ev.received(value)
+    if field == "unit":
+        return {**ev.received("HS-B"), "unit": value}
+    if field == "to_agency":
+        return ev.dossier_event("transferred", "HS-B", to_agency=value)
+    if field == "note":
+        return ev.dossier_event("supplement_requested", "HS-B", note=value)
+    if field.startswith("applicant."):
+        return ev.received("HS-B", applicant={field.removeprefix("applicant."): value})
+    return ev.received("HS-B", **{field: value})
+
+
+@pytest.mark.parametrize("bound", BOUNDS, ids=[b.name for b in BOUNDS])
+async def test_a_field_beyond_its_bound_is_invalid_naming_it_and_one_at_it_is_not(
+    gateway: Gateway, client: Client, bound: Bound
+) -> None:
+    def submit_as(event: dict[str, Any]) -> Any:
+        return submit(client, event["unit"], event)
+
+    over = await submit_as(_with(bound.field, "x" * (bound.max_length + 1)))
+    assert error_of(over) == ("invalid", bound.field)
+    if bound.min_length is not None:
+        under = await submit_as(_with(bound.field, "x" * (bound.min_length - 1)))
+        assert error_of(under) == ("invalid", bound.field)
+    if bound.field != "dossier_id":  # a later event needs the dossier received first
+        assert (await submit(client, ev.WARD, ev.received("HS-B")))["ok"]
+    at = await submit_as(_with(bound.field, "x" * bound.max_length))
+    assert at["ok"] or error_of(at)[0] != "invalid", at  # a unit that long is just unknown
