@@ -11,6 +11,7 @@ deleted when done); nothing is written to it and nothing is sent to the province
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -19,19 +20,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from consumers.periods import period_index, period_of
-from consumers.replay import ALL_EVENTS, replay
+from consumers.replay import ALL_EVENTS, Unreadable, read_event, replay
 from gateway.jetstream import Delivery
 from gateway.registry import Registry
 from gateway.subjects import EVENTS_PREFIX
-from schemas.codec import EVENT_DECODER
 from schemas.events import Event
 
 PERSONAL_FIELDS = frozenset({"applicant"})
 """Fields an export leaves out (CONTRACT section 3: the applicant is personal data)."""
-
-
-class UnreadableLog(Exception):
-    """A message of the log is not an event this version can read."""
 
 
 class Selection(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,16 +89,23 @@ def export_line(seq: int, stored_ns: int, event: Event) -> bytes:
     return _ENCODER.encode(line) + b"\n"
 
 
-async def export(client: Client, chosen: Selection, out: IO[bytes]) -> int:
-    """Write the chosen events of the log to `out`; how many were written."""
+async def export(
+    client: Client,
+    chosen: Selection,
+    out: IO[bytes],
+    on_unreadable: Callable[[Unreadable], None] | None = None,
+) -> int:
+    """Write the chosen events of the log to `out`; how many were written. A message that is
+    not an event is handed to `on_unreadable` and skipped: the export goes on."""
     written = 0
 
     def take(delivery: Delivery, msg: Msg) -> bool:
         nonlocal written
-        try:
-            event = EVENT_DECODER.decode(msg.data)
-        except msgspec.DecodeError as e:
-            raise UnreadableLog(f"message {delivery.seq} of the log is not an event: {e}") from e
+        event = read_event(delivery, msg)
+        if isinstance(event, Unreadable):
+            if on_unreadable is not None:
+                on_unreadable(event)
+            return True
         if selected(event, chosen):
             out.write(export_line(delivery.seq, delivery.stored_ns, event))
             written += 1

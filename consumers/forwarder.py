@@ -24,7 +24,7 @@ class Forwarder:
     ) -> None:
         self.client = client
         self.settings = settings or ForwarderSettings()
-        self.outbox = OutboxTranslator(client, registry, self.settings.outbox)
+        self.outbox = OutboxTranslator(client, registry, self.settings.outbox, replicas=replicas)
         self.delivery = DeliveryWorker(client, registry, self.settings, replicas=replicas)
 
     async def start(self) -> None:

@@ -32,6 +32,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from consumers.periods import now_vn
+from consumers.skips import OUTBOX, SkipRecorder
 from gateway import logs
 from gateway.event_log import DOSSIER_STATE, ORIGIN
 from gateway.jetstream import JetStream
@@ -112,7 +113,12 @@ class OutboxTranslator:
     """Stage 1: from the event log to ONESTOP_OUTBOX; start() then stop()."""
 
     def __init__(
-        self, client: Client, registry: Registry, settings: OutboxSettings | None = None
+        self,
+        client: Client,
+        registry: Registry,
+        settings: OutboxSettings | None = None,
+        *,
+        replicas: int = 1,
     ) -> None:
         self.client = client
         self.registry = registry
@@ -122,6 +128,7 @@ class OutboxTranslator:
         """The last event-log sequence translated (and acknowledged)."""
         self.published = 0
         self._js = JetStream(client, 10.0)
+        self._skips = SkipRecorder(client, OUTBOX, replicas)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -255,8 +262,10 @@ class OutboxTranslator:
         try:
             event = EVENT_DECODER.decode(msg.data)
             state = _STATE.decode(raw_state) if raw_state else None
-        except msgspec.DecodeError:  # not JSON, or not an event: nothing it could owe
+        except msgspec.DecodeError as e:  # not JSON, or not an event: nothing it could owe
             self.log.error("outbox.undecodable_event", seq=seq)
+            # Before the batch is acknowledged: a failure here retries the batch, never loses it.
+            await self._skips.record(seq, msg.subject, str(e))
             return None
         if not isinstance(event, DossierEvent) or state is None:
             return None

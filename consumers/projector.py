@@ -27,6 +27,7 @@ from consumers.checkpoint import Checkpoint, CheckpointStore
 from consumers.periods import now_vn, period_end
 from consumers.report_rules import ReportBook
 from consumers.report_store import Published
+from consumers.skips import PROJECTOR, SkipRecorder
 from gateway import logs
 from gateway.jetstream import JetStream, WrongLastSequence, delivery_of
 from gateway.refusals import Unavailable
@@ -91,6 +92,8 @@ class ReportProjector:
         self._report_units: dict[str, tuple[str, ...]] = {}
         self._unacked: Msg | None = None
         self._catch_up_to = 0
+        self._skips = SkipRecorder(client, PROJECTOR, replicas)
+        self._skipped: list[tuple[int, str, str]] = []  # (seq, subject, why) not recorded yet
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -128,6 +131,7 @@ class ReportProjector:
             await msg.ack()
         if self.publish_reports:
             await self.flush()
+        await self._record_skips()
         await self.checkpoint()
         self.log.info("projector.stopped", seq=self.seq)
 
@@ -193,6 +197,7 @@ class ReportProjector:
                 if (msg := self._unacked) is not None:
                     self._unacked = None
                     await msg.ack()  # AckAll: everything up to it
+                await self._record_skips()
                 now = time.monotonic()
                 # While far behind the log (catching up), intermediate revisions are history
                 # nobody asked for: publish less often until caught up.
@@ -230,8 +235,9 @@ class ReportProjector:
         self._events_since_checkpoint += 1
         try:
             event = EVENT_DECODER.decode(msg.data)
-        except msgspec.ValidationError:
+        except msgspec.DecodeError as e:  # not JSON, or not an event: nothing it could count
             self.log.error("projector.undecodable_event", seq=seq)
+            self._skipped.append((seq, msg.subject, str(e)))
             return
         units = self._report_units.get(event.unit)
         if units is None:
@@ -242,6 +248,12 @@ class ReportProjector:
         if changed is not None and self.publish_reports:
             for unit in units:
                 self._mark(unit, changed)
+
+    async def _record_skips(self) -> None:
+        """Where `lienthong status` shows them; before the checkpoint passes them by."""
+        while self._skipped:
+            await self._skips.record(*self._skipped[0])
+            self._skipped.pop(0)
 
     def _mark(self, unit: str, period: str) -> None:
         """The unit's reports from `period` on may have changed."""

@@ -69,12 +69,17 @@ def vn_number(value: int | float | None, kind: str) -> str:
     return f"{int(value):,}".replace(",", ".")
 
 
+def _revision(report: Report) -> str:
+    # Revision 0 is no published revision: a report rebuilt from the log (`lienthong rebuild`).
+    return f"revision {report.revision}" if report.revision else "rebuilt from the log"
+
+
 def table(report: Report, name: str = "") -> str:
     status = "chính thức / final" if report.final else "tạm tính / provisional"
     title = f"Báo cáo tháng {report.period[5:]}/{report.period[:4]} — {name or report.unit}"
     lines = [
         title,
-        f"unit {report.unit}, period {report.period}, revision {report.revision}, {status}, "
+        f"unit {report.unit}, period {report.period}, {_revision(report)}, {status}, "
         f"generated {report.generated_at.isoformat(timespec='seconds')}",
         "",
     ]

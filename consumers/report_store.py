@@ -17,7 +17,7 @@ from gateway.streams import REPORTS_STREAM
 from gateway.subjects import REPORTS_PREFIX, report_subject
 from schemas.report import Report
 
-_REPORT = msgspec.json.Decoder(Report)
+REPORT_DECODER = msgspec.json.Decoder(Report)
 
 
 class Published(msgspec.Struct, frozen=True):
@@ -29,7 +29,7 @@ async def current_reports(client: Client) -> dict[tuple[str, str], Published]:
     """The last report of every (unit, period), read with one ordered consumer."""
     out: dict[tuple[str, str], Published] = {}
     for msg in await last_per_subject(client, REPORTS_STREAM, f"{REPORTS_PREFIX}.>"):
-        report = _REPORT.decode(msg.data)
+        report = REPORT_DECODER.decode(msg.data)
         out[(report.unit, report.period)] = Published(report, msg.metadata.sequence.stream)
     return out
 
@@ -37,7 +37,7 @@ async def current_reports(client: Client) -> dict[tuple[str, str], Published]:
 async def current_report(js: JetStream, unit: str, period: str) -> Published | None:
     """One direct get: the current report of a unit and period, or None."""
     msg = await js.last_on_subject(REPORTS_STREAM, report_subject(unit, period))
-    return Published(_REPORT.decode(msg.data), msg.seq) if msg is not None else None
+    return Published(REPORT_DECODER.decode(msg.data), msg.seq) if msg is not None else None
 
 
 async def publish(js: JetStream, report: Report, expected_seq: int) -> int:
@@ -51,4 +51,11 @@ async def publish(js: JetStream, report: Report, expected_seq: int) -> int:
     return ack.seq
 
 
-__all__ = ["Published", "WrongLastSequence", "current_report", "current_reports", "publish"]
+__all__ = [
+    "REPORT_DECODER",
+    "Published",
+    "WrongLastSequence",
+    "current_report",
+    "current_reports",
+    "publish",
+]

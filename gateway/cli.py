@@ -7,7 +7,10 @@ import asyncio
 import signal
 import sys
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
+
+from nats.aio.client import Client
 
 from consumers.delivery import ForwarderSettings
 from consumers.projector import ProjectorSettings
@@ -149,6 +152,8 @@ def _command_nats(args: argparse.Namespace) -> NatsSettings:
 def cmd_status(args: argparse.Namespace) -> int:
     from consumers.delivery import delivery_status, status_table
     from consumers.periods import now_vn
+    from consumers.skips import skipped, skips_table
+    from gateway.operations import describe, operator_actions
 
     settings = _command_nats(args)
     registry = _registry(args)
@@ -157,28 +162,55 @@ def cmd_status(args: argparse.Namespace) -> int:
         client = await connection.connect(settings, service=False)
         try:
             rows = await delivery_status(client)
+            skips = await skipped(client)
+            actions = await operator_actions(client)
         finally:
             await client.close()
         sys.stdout.write(status_table(rows, registry, now_vn()))
+        sys.stdout.write(skips_table(skips))
+        if actions:
+            print(f"Operator actions ({len(actions)} recorded), the latest:")
+            for action in actions[-RECENT_ACTIONS:]:
+                print(f"  {describe(action)}")
         return 0
 
     return asyncio.run(status())
 
 
+RECENT_ACTIONS = 5
+"""How many of the latest operator actions `lienthong status` shows."""
+
+
 def cmd_resume_delivery(args: argparse.Namespace) -> int:
     from consumers.delivery import resume_parked
+    from gateway.operations import OperationsLog, Target
 
     settings = _command_nats(args)
+    command = " ".join(
+        ["resume-delivery"]
+        + ([f"--unit {args.unit}"] if args.unit else [])
+        + ([f"--dossier {args.dossier}"] if args.dossier else [])
+    )
 
     async def resume() -> int:
         client = await connection.connect(settings, service=False)
         try:
+            operations = OperationsLog(client)
+            await operations.ready()  # nothing is changed that could not be recorded
             resumed = await resume_parked(client, args.unit, args.dossier)
+            action = await operations.record(
+                command,
+                [
+                    Target(unit=r.unit, dossier_id=r.dossier_id, message_id=r.message_id)
+                    for r in resumed
+                ],
+            )
         finally:
             await client.close()
         for r in resumed:
             print(f"resumed {r.unit} {r.dossier_id!r} {r.kind.value} {r.message_id}")
         print(f"{len(resumed)} parked deliveries set back to pending")
+        print(f"recorded as {action.who}'s action at {action.at.isoformat(timespec='seconds')}")
         return 0
 
     return asyncio.run(resume())
@@ -234,90 +266,170 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    """Rebuild reports from the log alone; compare with what was published, or show one as of
-    a past moment. Changes nothing and sends nothing."""
-    from datetime import UTC, datetime
+    """Shadow replay: the selected reports rebuilt from the log alone (as they stood at a past
+    moment, with --as-of), each held figure by figure against the revision published (current
+    then). Exit 0 when all are equal, 1 when any differs, 2 on an error. Changes nothing and
+    sends nothing: read-only rights are enough."""
+    from datetime import UTC
 
-    from consumers import report_format, report_store
-    from consumers.periods import period_end
-    from consumers.rebuild import compare, rebuild
-    from schemas.report import Report
+    import nats.errors
+
+    from consumers import rebuild_format
+    from consumers.rebuild import BadSelection, compare, published, rebuild, selection
+    from consumers.replay import last_seq
+    from gateway.refusals import Unavailable
 
     settings = _command_nats(args)
     registry = _registry(args)
-    if args.as_of and not (args.unit and args.period):
-        print("--as-of needs --unit and --period", file=sys.stderr)
+    try:
+        chosen = selection(registry, args.unit, args.period)
+        moment = _moment(args.as_of) if args.as_of else None
+    except (BadSelection, ValueError) as e:
+        print(e, file=sys.stderr)
         return 2
 
     async def run() -> int:
         client = await connection.connect(settings, service=False)
         try:
-            moment = datetime.fromisoformat(args.as_of) if args.as_of else None
-            book = await rebuild(client, registry, stored_by=moment)
-            if moment is not None:
-                figures = book.figures(args.unit, args.period, moment)
-                report = Report(
-                    unit=args.unit,
-                    period=args.period,
-                    revision=0,
-                    final=moment >= period_end(args.period),
-                    generated_at=moment,
-                    dossiers=figures.dossiers,
-                    documents=figures.documents,
-                    copies=figures.copies,
+            progress = Progress(await last_seq(client), "replaying the log")
+            try:
+                rebuilt = await rebuild(
+                    client,
+                    registry,
+                    stored_by=moment,
+                    on_progress=progress.advance,
                 )
-                print(f"as it stood at {moment.isoformat()} (events stored by then):")
-                sys.stdout.write(
-                    report_format.table(
-                        report, registry[args.unit].name if args.unit in registry else ""
-                    )
-                )
-                return 0
-            published = await report_store.current_reports(client)
+            finally:
+                progress.close()
+            seen = await published(client, chosen, moment)
         finally:
             await client.close()
-        differences = compare(book, published, datetime.now(UTC))
-        compared = len({(u, p) for u in book.units() for p in book.periods(u)} | set(published))
-        if not differences:
-            print(f"{compared} reports rebuilt from the log: all equal to what was published")
-            return 0
-        print(f"{compared} reports rebuilt from the log; {len(differences)} differ:")
-        for d in differences:
-            print(f"  {d.unit} {d.period}: rebuilt {d.rebuilt}, published {d.published}")
-        return 1
+        comparisons = compare(rebuilt.book, seen, moment or datetime.now(UTC), chosen)
+        if args.format == "json":
+            sys.stdout.write(rebuild_format.as_json(comparisons, rebuilt.unreadable, as_of=moment))
+        else:
+            sys.stdout.write(
+                rebuild_format.text(
+                    comparisons,
+                    registry,
+                    rebuilt.unreadable,
+                    as_of=moment,
+                    show_all=args.unit is not None or args.period is not None,
+                )
+            )
+        return 0 if all(c.equal for c in comparisons) else 1
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except (nats.errors.Error, Unavailable, OSError) as e:
+        where = ", ".join(settings.servers)
+        print(
+            f"cannot read the log or the reports (at {where}): {e or type(e).__name__}",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _moment(text: str) -> datetime:
+    """An RFC 3339 moment with its offset; ValueError if it is not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise ValueError(f"--as-of {text!r} is not an RFC 3339 moment") from e
+    if moment.utcoffset() is None:
+        raise ValueError(f"--as-of {text!r} needs an offset (Z or +07:00)")
+    return moment
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Recompute the log's hash chain and hold it against every seal. Changes nothing."""
-    from consumers.verify import verify
+    """Recompute the log's hash chain and hold it against every seal: the city's own, or with
+    --witness the province's copy. Exit 0 intact, 1 altered. Changes nothing."""
+    from nats.js.errors import NotFoundError
+
+    from consumers.verify import first_disagreement, read_seals, verify
+    from consumers.witness import WITNESS_STREAM
+    from gateway.streams import SEALS_STREAM
 
     settings = _command_nats(args)
 
     async def run() -> int:
         client = await connection.connect(settings, service=False)
+        witness: Client | None = None
         try:
-            result = await verify(client)
+            if args.witness:
+                witness = await connection.connect(
+                    NatsSettings(servers=(args.witness,)), service=False
+                )
+            stream = (args.witness_stream or WITNESS_STREAM) if witness else SEALS_STREAM
+            result = await verify(client, witness, stream)
+            disagree = None
+            if witness is not None:
+                try:
+                    own, _ = await read_seals(client)
+                except NotFoundError:  # the city's seals are gone altogether
+                    own = []
+                theirs, _ = await read_seals(witness, stream)
+                disagree = first_disagreement(own, theirs)
         finally:
             await client.close()
+            if witness is not None:
+                await witness.close()
+        whose = f"the witness's seals ({args.witness}, {stream})" if witness else "its seals"
         print(
             f"{result.events} events in the log (last sequence {result.last_seq}), "
-            f"{result.seals} seals checked"
+            f"{result.seals} seals checked: the log against {whose}"
         )
+        for unreadable in result.unreadable:
+            print(unreadable.line())
+        for foreign in result.foreign:
+            print(f"ALTERED: message {foreign.seq} on {foreign.subject}: {foreign.why}")
+        if result.foreign_count > len(result.foreign):
+            print(f"ALTERED: {result.foreign_count} messages not written by the gateway in all")
+        for bad in result.bad_seals:
+            print(f"ALTERED: message {bad.seq} of the seals is {bad.why}")
         if result.broken_seal_seq is not None:
+            which = "the witness's seal" if witness else "the seal"
             print(
-                f"ALTERED: the log no longer matches the seal at sequence "
+                f"ALTERED: the log no longer matches {which} at sequence "
                 f"{result.broken_seal_seq}; it matches seals up to sequence "
                 f"{result.verified_seq} only"
             )
+        if disagree is not None:
+            print(
+                f"ALTERED: the city's own seals differ from the witness's from the seal at "
+                f"sequence {disagree} on"
+            )
         if result.gaps:
             print(f"ALTERED: events missing from the log at sequences {result.gaps[:10]}")
-        if result.intact:
+        intact = result.intact and disagree is None
+        if intact:
             print(f"intact: the log matches every seal, up to sequence {result.verified_seq}")
         if result.unsealed:
             print(f"{result.unsealed} events after the last seal are not sealed yet")
-        return 0 if result.intact else 1
+        return 0 if intact else 1
+
+    return asyncio.run(run())
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    """On the province's server: create the stream that mirrors the city's seals. Idempotent."""
+    from consumers.witness import WITNESS_STREAM, keep_witness
+
+    settings = _command_nats(args)
+    name = args.stream or WITNESS_STREAM
+
+    async def run() -> int:
+        client = await connection.connect(settings, service=False)
+        try:
+            created = await keep_witness(client, args.city_domain, name)
+        finally:
+            await client.close()
+        state = "created" if created else "already there"
+        print(
+            f"witness stream {name} {state} on {', '.join(settings.servers)}: a mirror of "
+            f"ONESTOP_SEALS in JetStream domain {args.city_domain!r}"
+        )
+        return 0
 
     return asyncio.run(run())
 
@@ -327,7 +439,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     sends nothing."""
     import nats.errors
 
-    from consumers.export import UnreadableLog, export, selection
+    from consumers.export import export, selection
+    from consumers.replay import Unreadable
 
     settings = _command_nats(args)
     try:
@@ -339,19 +452,25 @@ def cmd_export(args: argparse.Namespace) -> int:
     # Written beside the file and renamed when complete: an export file is never half an export.
     partial = output.with_name(output.name + ".partial") if output is not None else None
 
+    skipped: list[Unreadable] = []
+
+    def report(unreadable: Unreadable) -> None:  # said at once, and counted at the end
+        skipped.append(unreadable)
+        print(unreadable.line(), file=sys.stderr)
+
     async def run() -> int:
         client = await connection.connect(settings, service=False)
         try:
             if partial is None:
-                return await export(client, chosen, sys.stdout.buffer)
+                return await export(client, chosen, sys.stdout.buffer, report)
             with partial.open("wb") as out:
-                return await export(client, chosen, out)
+                return await export(client, chosen, out, report)
         finally:
             await client.close()
 
     try:
         count = asyncio.run(run())
-    except (nats.errors.Error, UnreadableLog, OSError) as e:
+    except (nats.errors.Error, OSError) as e:
         if partial is not None:
             partial.unlink(missing_ok=True)
         where = ", ".join(settings.servers)
@@ -365,6 +484,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     whose = f"unit {args.unit} and every unit below it" if args.unit else "every unit"
     print(f"exported {count} events of {args.period} (UTC+07:00), {whose}", file=sys.stderr)
+    if skipped:
+        print(
+            f"{len(skipped)} messages of the log are not events and were skipped", file=sys.stderr
+        )
     return 0
 
 
@@ -465,12 +588,24 @@ def parser() -> argparse.ArgumentParser:
 
     rebuild = sub.add_parser(
         "rebuild",
-        help="rebuild every report from the log and compare with what was published, "
-        "or (--as-of) show a report as it stood at a past moment",
+        help="rebuild reports from the log alone and compare them, figure by figure, with what "
+        "was published (exit 0 equal, 1 differ, 2 error)",
+        description="Shadow replay: rebuild the selected reports from the event log alone, with "
+        "the projector's own rules, print each in the official form with the figures that "
+        "differ from the published revision, and exit 0 when all are equal, 1 when any differs, "
+        "2 on an error. With --as-of, only events stored by then count and each report is held "
+        "against the revision that was current then. Reads only (an ephemeral consumer): "
+        "changes nothing and sends nothing.",
     )
-    rebuild.add_argument("--as-of", help="RFC 3339 moment: only events stored by then")
-    rebuild.add_argument("--unit", help="with --as-of: the unit")
-    rebuild.add_argument("--period", help="with --as-of: YYYY-MM")
+    rebuild.add_argument(
+        "--as-of",
+        help="RFC 3339 moment: only events stored by then, against the revision current then",
+    )
+    rebuild.add_argument(
+        "--unit", help="a unit code: its reports (a roll-up when units are below it)"
+    )
+    rebuild.add_argument("--period", help="YYYY-MM: only that period's reports")
+    rebuild.add_argument("--format", choices=["text", "json"], default="text")
     rebuild.add_argument("--registry", type=Path)
     nats_url(rebuild)
     rebuild.set_defaults(run=cmd_rebuild)
@@ -478,10 +613,31 @@ def parser() -> argparse.ArgumentParser:
     verify = sub.add_parser(
         "verify",
         help="check that the event log was not altered: recompute its hash chain against the "
-        "seals in ONESTOP_SEALS (exit 1 if not)",
+        "seals in ONESTOP_SEALS, or the province's copy of them (exit 1 if not)",
+    )
+    verify.add_argument(
+        "--witness",
+        metavar="URL",
+        help="the province's nats-server holding its copy of the seals (lienthong witness): "
+        "the log is held against that copy instead of the city's own",
+    )
+    verify.add_argument(
+        "--witness-stream", help="the copy's stream name (default: ONESTOP_SEALS_WITNESS)"
     )
     nats_url(verify)
     verify.set_defaults(run=cmd_verify)
+
+    witness = sub.add_parser(
+        "witness",
+        help="on the province's server: keep a copy of the city's seals (a JetStream mirror "
+        "across a leaf node; see deploy/witness)",
+    )
+    witness.add_argument(
+        "--city-domain", required=True, help="the city's JetStream domain (its jetstream.domain)"
+    )
+    witness.add_argument("--stream", help="the copy's name (default: ONESTOP_SEALS_WITNESS)")
+    nats_url(witness)
+    witness.set_defaults(run=cmd_witness)
 
     export = sub.add_parser(
         "export",

@@ -54,12 +54,14 @@ class NatsServer:
         name: str = "lienthong",
         cluster: tuple[int, list[int]] | None = None,
         extra_config: str = "",
+        domain: str | None = None,
     ) -> None:
         self.store_dir = store_dir
         self.name = name
         self.port = port
         self._cluster = cluster
         self._extra = extra_config
+        self._domain = domain
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
         self._log: list[str] = []
@@ -73,7 +75,9 @@ class NatsServer:
             f'server_name: "{self.name}"',
             f"listen: 127.0.0.1:{self.port}",
             "max_payload: 8MB",
-            f'jetstream {{ store_dir: "{self.store_dir / "jetstream"}" }}',
+            f'jetstream {{ store_dir: "{self.store_dir / "jetstream"}"'
+            + (f", domain: {self._domain}" if self._domain else "")
+            + " }",
         ]
         if self._cluster is not None:
             cluster_port, peers = self._cluster

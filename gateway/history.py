@@ -1,5 +1,6 @@
 """One dossier's whole history, for operators (CONTRACT section 7): its events in the log and
-its interconnection records both ways (deliveries to the province, messages from it).
+its interconnection records both ways (deliveries to the province, messages from it), and the
+operators' actions on it (gateway.operations).
 
 Personal data is never shown: an applicant is reported only as present.
 """
@@ -15,10 +16,12 @@ from nats.aio.client import Client
 from consumers.delivery import records_for_dossier
 from gateway.event_log import ORIGIN, ORIGIN_MESSAGE_ID
 from gateway.inbound import RECORDS_BUCKET, InboundRecord
-from gateway.jetstream import JetStream
+from gateway.jetstream import JetStream, StoredMessage
 from gateway.last_values import kv_values
+from gateway.operations import operator_actions, touching
 from gateway.streams import EVENTS_STREAM
 from gateway.subjects import encode_key, event_subject
+from schemas.codec import EVENT_DECODER
 from schemas.events import Entity
 
 _INBOUND = msgspec.json.Decoder(InboundRecord)
@@ -28,7 +31,8 @@ class HistoryLine(msgspec.Struct, frozen=True, kw_only=True):
     at: datetime | None
     """When it happened (an event's occurred_at; a record's acknowledgement or receipt)."""
     source: str
-    """`log` (an event, with its stream sequence), `to province` or `from province`."""
+    """`log` (an event, with its stream sequence), `to province`, `from province` or
+    `operator` (an operator's action on the dossier, gateway.operations)."""
     what: str
     detail: str
 
@@ -44,21 +48,30 @@ def _event_detail(event: dict[str, Any], headers: dict[str, str]) -> str:
     return ", ".join(parts)
 
 
+def _event_line(msg: StoredMessage) -> HistoryLine:
+    """An event of the log, or what is wrong with a message that is not one (shown, not fatal:
+    anything appended around the gateway is part of the dossier's history too)."""
+    source = f"log #{msg.seq}"
+    try:
+        event = EVENT_DECODER.decode(msg.data)
+    except msgspec.DecodeError as e:
+        return HistoryLine(at=None, source=source, what="not an event", detail=f"skipped: {e}")
+    fields: dict[str, Any] = msgspec.to_builtins(event)
+    return HistoryLine(
+        at=event.occurred_at,
+        source=source,
+        what=fields["type"],
+        detail=_event_detail(fields, msg.headers),
+    )
+
+
 async def dossier_history(client: Client, unit: str, dossier_id: str) -> list[HistoryLine]:
     js = JetStream(client, 5.0)
     subject = event_subject(unit, Entity.DOSSIER, dossier_id)
     lines: list[HistoryLine] = []
     seq = 1
     while (msg := await js.next_on_subject(EVENTS_STREAM, subject, seq)) is not None:
-        event = msgspec.json.decode(msg.data)
-        lines.append(
-            HistoryLine(
-                at=msgspec.convert(event["occurred_at"], datetime),
-                source=f"log #{msg.seq}",
-                what=event["type"],
-                detail=_event_detail(event, msg.headers),
-            )
-        )
+        lines.append(_event_line(msg))
         seq = msg.seq + 1
     for record in await records_for_dossier(client, unit, dossier_id):
         lines.append(
@@ -83,6 +96,16 @@ async def dossier_history(client: Client, unit: str, dossier_id: str) -> list[Hi
                 what=inbound.kind.value,
                 detail=f"message_id={inbound.message_id}"
                 + (f", note: {inbound.note}" if inbound.note else ""),
+            )
+        )
+    for action in touching(await operator_actions(client), unit, dossier_id):
+        source = "NATS user" if action.nats_user else "OS user"
+        lines.append(
+            HistoryLine(
+                at=action.at,
+                source="operator",
+                what=action.command.split()[0],
+                detail=f"`lienthong {action.command}` by {source} {action.who}",
             )
         )
     return lines

@@ -19,6 +19,9 @@ OUTBOX_PREFIX = "onestop.outbox"
 SEALS_STREAM = "ONESTOP_SEALS"
 """Seals over the event log: its hash chain up to a sequence, now and then (consumers.sealer)."""
 SEALS_SUBJECT = "onestop.seals"
+OPERATIONS_STREAM = "ONESTOP_OPERATIONS"
+"""What operators did to the gateway's state, who and when (gateway.operations); not events."""
+OPERATIONS_PREFIX = "onestop.operations"
 
 
 def event_log_config(settings: StreamSettings) -> StreamConfig:
@@ -105,6 +108,21 @@ def seals_config(settings: StreamSettings) -> StreamConfig:
     )
 
 
+def operations_config(settings: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=OPERATIONS_STREAM,
+        description="lienthong operator actions: who changed what, when (never unit events)",
+        subjects=[f"{OPERATIONS_PREFIX}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        allow_direct=True,
+        # An audit trail: nobody takes a record back through the API.
+        deny_delete=True,
+        deny_purge=True,
+    )
+
+
 async def provision(client: Client, settings: StreamSettings) -> None:
     """Create the streams, or bring an existing stream's editable settings in line."""
     js = client.jetstream()
@@ -114,6 +132,7 @@ async def provision(client: Client, settings: StreamSettings) -> None:
         event_ids_config(settings),
         outbox_config(settings),
         seals_config(settings),
+        operations_config(settings),
     ):
         try:
             await js.add_stream(config)

@@ -461,6 +461,24 @@ async def test_open_dossier_takes_every_change_then_closes_in_order(
     assert await log_subjects(client) == {f"onestop.events.{ev.WARD}.dossier.HS-1": 7}
 
 
+async def test_deadline_change_keyed_in_after_the_new_due_at_is_stored(
+    gateway: Gateway, client: Client
+) -> None:
+    """Section 3 sets no rule between a deadline change's due_at and its occurred_at: an
+    extension keyed in after the fact is an event the contract says must be stored."""
+    await accepted(client, ev.received("HS-1", due_at="2021-04-12T17:00:00+07:00"))
+    late = ev.dossier_event(
+        "deadline_changed",
+        "HS-1",
+        occurred_at="2021-04-15T09:00:00+07:00",
+        due_at="2021-04-14T17:00:00+07:00",
+    )
+    (reply,) = await accepted(client, late)
+    stored = await last_on_subject(client, f"onestop.events.{ev.WARD}.dossier.HS-1")
+    assert stored["due_at"] == "2021-04-14T17:00:00+07:00"
+    assert reply["seq"] == 2
+
+
 @pytest.mark.parametrize("kind", [*CHANGES, "resolved"])
 async def test_dossier_event_dated_before_its_receipt_is_refused_conflict(
     gateway: Gateway, client: Client, kind: str
