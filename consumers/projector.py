@@ -67,14 +67,12 @@ class ReportProjector:
         settings: ProjectorSettings | None = None,
         *,
         clock: Callable[[], datetime] = now_vn,
-        publish: bool = True,
         replicas: int = 1,
     ) -> None:
         self.client = client
         self.registry = registry
         self.settings = settings or ProjectorSettings()
         self.clock = clock
-        self.publish_reports = publish
         self.book = ReportBook()
         self.seq = 0
         self.published: dict[tuple[str, str], Published] = {}
@@ -129,8 +127,7 @@ class ReportProjector:
         await self._sub.unsubscribe()
         if (msg := self._unacked) is not None:
             await msg.ack()
-        if self.publish_reports:
-            await self.flush()
+        await self.flush()
         await self._record_skips()
         await self.checkpoint()
         self.log.info("projector.stopped", seq=self.seq)
@@ -207,12 +204,7 @@ class ReportProjector:
                     else s.coalesce_seconds
                 )
                 caught_up = self.seq >= self._catch_up_to
-                if (
-                    self.publish_reports
-                    and caught_up
-                    and self._dirty
-                    and now - last_flush >= interval
-                ):
+                if caught_up and self._dirty and now - last_flush >= interval:
                     await self.flush()
                     last_flush = now
                 if (
@@ -221,7 +213,7 @@ class ReportProjector:
                 ):
                     await self.checkpoint()
                     last_checkpoint = now
-                if self.publish_reports and now - last_tick >= s.tick_seconds:
+                if now - last_tick >= s.tick_seconds:
                     self._tick()
                     last_tick = now
             except (nats.errors.Error, Unavailable) as e:  # a broker away must not end the loop
@@ -245,7 +237,7 @@ class ReportProjector:
             units = self.registry.report_units(event.unit) if known else (event.unit,)
             self._report_units[event.unit] = units
         changed = self.book.apply(event, units)
-        if changed is not None and self.publish_reports:
+        if changed is not None:
             for unit in units:
                 self._mark(unit, changed)
 

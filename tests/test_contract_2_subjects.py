@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable
 
-import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from nats.aio.client import Client
 
+from consumers.projector import ReportProjector
 from gateway import subjects
 from gateway.service import Gateway
 from gateway.streams import EVENTS_STREAM, REPORTS_STREAM
 from gateway.subjects import decode_key, encode_key
 from tests import events as ev
-from tests.helpers import last_on_subject, log_size, log_subjects, submit
+from tests.helpers import last_on_subject, log_size, log_subjects, submit, until
 
 KEY = re.compile(r"[A-Za-z0-9_=-]+")
 """What a key may hold: one subject token (no dots, spaces, wildcards), also a valid KV key."""
@@ -172,19 +173,38 @@ async def test_reports_stream_allows_direct_get(gateway: Gateway, client: Client
 
 
 async def test_current_report_is_read_with_one_direct_get_no_consumer(
-    gateway: Gateway, client: Client
+    projector: ReportProjector, client: Client
 ) -> None:
-    """Every revision is a message; the last on a subject is the one a reader gets."""
+    """Every revision the projector publishes is a message; the last on a subject is the one a
+    reader gets, with one direct get and no consumer."""
     js = client.jetstream()
-    subject = f"onestop.reports.{ev.CITY}.2021-04"
-    for revision in (1, 2):
-        await js.publish(subject, msgspec.json.encode({"unit": ev.CITY, "revision": revision}))
+    subject = f"onestop.reports.{ev.WARD}.2021-04"
+
+    async def received_on_report() -> int | None:
+        report = await last_on_subject(client, subject, stream=REPORTS_STREAM)
+        return None if report is None else int(report["dossiers"]["received"]["total"])
+
+    assert (await submit(client, ev.WARD, ev.received("HS-R1")))["ok"] is True
+    await until(lambda: _is(received_on_report(), 1), what="the first revision")
+    first = await last_on_subject(client, subject, stream=REPORTS_STREAM)
+    assert (await submit(client, ev.WARD, ev.received("HS-R2")))["ok"] is True
+    await until(lambda: _is(received_on_report(), 2), what="the second revision")
+
+    consumers = (await js.stream_info(REPORTS_STREAM)).state.consumer_count
     current = await last_on_subject(client, subject, stream=REPORTS_STREAM)
-    assert current == {"unit": ev.CITY, "revision": 2}
+    assert (await js.stream_info(REPORTS_STREAM)).state.consumer_count == consumers
+    assert current["revision"] > first["revision"]
+    assert current["dossiers"]["received"]["total"] == 2
+    revisions = await js.subscribe(subject, ordered_consumer=True)
+    assert (await revisions.next_msg(timeout=5)).data != (await revisions.next_msg(timeout=5)).data
+    await revisions.unsubscribe()
     assert (
-        await last_on_subject(client, f"onestop.reports.{ev.CITY}.2021-05", REPORTS_STREAM) is None
+        await last_on_subject(client, f"onestop.reports.{ev.WARD}.2021-06", REPORTS_STREAM) is None
     )
-    assert (await js.stream_info(REPORTS_STREAM)).state.consumer_count == 0
+
+
+async def _is(value: Awaitable[int | None], expected: int) -> bool:
+    return await value == expected
 
 
 async def test_submit_subject_is_per_unit(gateway: Gateway, client: Client) -> None:

@@ -22,6 +22,7 @@ from consumers.checkpoint import BUCKET as CHECKPOINT_BUCKET
 from consumers.checkpoint import CheckpointStore
 from consumers.demo_traffic import generate
 from consumers.projector import ProjectorSettings, ReportProjector
+from consumers.rebuild import rebuild
 from gateway import connection
 from gateway.client import submit_batch
 from gateway.embedded import NatsServer
@@ -157,19 +158,12 @@ async def test_projector_killed_mid_stream_resumes_without_counting_twice_or_ski
     for subject, revisions in (await all_revisions(client)).items():
         assert revisions == list(range(1, len(revisions) + 1)), subject
     # And the figures equal a rebuild from the log alone.
-    rebuild_client = await connection.connect(nats_settings)
-    shadow = ReportProjector(
-        rebuild_client, registry, ProjectorSettings(durable="audit-rebuild"), publish=False
-    )
-    await shadow.start()
-    await shadow.wait_until_current()
-    await shadow.stop()
-    await rebuild_client.close()
-    for unit in shadow.book.units():
-        for period in shadow.book.periods(unit):
+    rebuilt = (await rebuild(client, registry)).book
+    for unit in rebuilt.units():
+        for period in rebuilt.periods(unit):
             published = await report_store.current_report(js, unit, period)
             assert published is not None, (unit, period)
-            assert published.report.figures == shadow.book.figures(unit, period), (unit, period)
+            assert published.report.figures == rebuilt.figures(unit, period), (unit, period)
 
 
 async def test_changes_checkpointed_before_they_were_published_are_published_after_a_restart(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import structlog
@@ -34,11 +36,13 @@ EVENT_FIELDS = {
     "copy.certified": {"certification_id", "electronic"},
 }
 OPTIONAL = {"service_level", "applicant", "note"}
+# CONTRACT section 2's subjects and what each carries.
 SUBJECTS = {
-    "onestop.submit.{unit}",
-    "onestop.events.{unit}.{entity}.{key}",
-    "onestop.reports.{unit}.{period}",
-    "province.{province}.inbox.{unit}",
+    "onestop.submit.{unit}": "Submission",
+    "onestop.events.{unit}.{entity}.{key}": "Event",
+    "onestop.reports.{unit}.{period}": "Report",
+    "onestop.inbound.{unit}": "Envelope",
+    "province.{province}.inbox.{unit}": "Envelope",
 }
 
 
@@ -132,11 +136,19 @@ def test_submission_is_one_event_or_an_array_of_events() -> None:
         assert union in (event_union, {"$ref": "#/$defs/Event"})
 
 
-def test_asyncapi_names_the_subjects_of_the_contract() -> None:
+def test_asyncapi_has_a_channel_for_each_subject_of_the_contract_with_its_payload() -> None:
+    """CONTRACT section 2, subject by subject: a channel at the subject's address (its
+    placeholders as NATS wildcards) whose message carries the contract's payload."""
     document = json.loads(ASYNCAPI_FILE.read_text(encoding="utf-8"))
-    text = json.dumps(document)
-    for subject in SUBJECTS:
-        assert subject in text, subject
+    channels, messages = document["channels"], document["components"]["messages"]
+    for subject, payload in SUBJECTS.items():
+        assert subject in channels, f"no channel for {subject}"
+        channel = channels[subject]
+        assert channel["address"] == re.sub(r"\{[a-z]+\}", "*", subject)
+        assert channel["bindings"]["nats"]["subject"] == channel["address"]
+        (ref,) = [m["$ref"] for m in channel["messages"].values()]
+        message = messages[unquote(ref.rpartition("/")[2])]
+        assert message["payload"] == {"$ref": f"#/components/schemas/{payload}"}, subject
 
 
 @pytest.mark.parametrize("document", [SCHEMA_FILE, ASYNCAPI_FILE], ids=lambda p: p.name)
