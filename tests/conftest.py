@@ -6,7 +6,6 @@ No mock brokers: the rules under test (dedupe, expected sequences, persistence) 
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -14,19 +13,13 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from consumers.projector import ProjectorSettings, ReportProjector
+from consumers.projector import ReportProjector
 from gateway import connection
 from gateway.embedded import NatsServer
 from gateway.registry import Registry
 from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.helpers import FAST_PROJECTOR, SHORT_WINDOW, GatewayStarter
 
 
 @pytest.fixture
@@ -66,37 +59,6 @@ def subprocess_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "LIENTHONG_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
 
 
-class GatewayStarter:
-    """Starts Gateways with chosen settings on the test's server; stops those left at teardown."""
-
-    def __init__(self, nats_settings: NatsSettings, registry: Registry) -> None:
-        self.nats_settings = nats_settings
-        self.registry = registry
-        self.running: list[Gateway] = []
-
-    async def start(
-        self,
-        *,
-        nats: NatsSettings | None = None,
-        streams: StreamSettings | None = None,
-        registry: Registry | None = None,
-    ) -> Gateway:
-        g = Gateway(
-            nats or self.nats_settings, streams or StreamSettings(), registry or self.registry
-        )
-        await g.start()
-        self.running.append(g)
-        return g
-
-    async def stop(self, g: Gateway) -> None:
-        self.running.remove(g)
-        await g.stop()
-
-
-SHORT_WINDOW = 0.5
-"""A duplicate window JetStream forgets soon: for what must hold also after it."""
-
-
 @pytest.fixture
 async def gateways(
     nats_settings: NatsSettings, registry: Registry
@@ -106,9 +68,6 @@ async def gateways(
     yield starter
     for g in reversed(starter.running):
         await g.stop()
-
-
-FAST_PROJECTOR = ProjectorSettings(coalesce_seconds=0.1, checkpoint_seconds=0.5)
 
 
 @pytest.fixture

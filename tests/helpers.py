@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
+from consumers.projector import ProjectorSettings
 from gateway.embedded import NatsServer
 from gateway.event_index import EventIndex
 from gateway.event_log import EventLog, msg_id
@@ -21,10 +23,52 @@ from gateway.intake import Intake
 from gateway.jetstream import JetStream, PubAck
 from gateway.refusals import Unavailable
 from gateway.registry import Registry
+from gateway.service import Gateway
+from gateway.settings import NatsSettings, StreamSettings
 from gateway.streams import EVENTS_STREAM
 from gateway.subjects import submit_subject
 from gateway.submit import SubmitService
-from tests.conftest import SHORT_WINDOW, free_port
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+SHORT_WINDOW = 0.5
+"""A duplicate window JetStream forgets soon: for what must hold also after it."""
+
+
+FAST_PROJECTOR = ProjectorSettings(coalesce_seconds=0.1, checkpoint_seconds=0.5)
+
+
+class GatewayStarter:
+    """Starts Gateways with chosen settings on the test's server; stops those left at teardown."""
+
+    def __init__(self, nats_settings: NatsSettings, registry: Registry) -> None:
+        self.nats_settings = nats_settings
+        self.registry = registry
+        self.running: list[Gateway] = []
+
+    async def start(
+        self,
+        *,
+        nats: NatsSettings | None = None,
+        streams: StreamSettings | None = None,
+        registry: Registry | None = None,
+    ) -> Gateway:
+        g = Gateway(
+            nats or self.nats_settings, streams or StreamSettings(), registry or self.registry
+        )
+        await g.start()
+        self.running.append(g)
+        return g
+
+    async def stop(self, g: Gateway) -> None:
+        self.running.remove(g)
+        await g.stop()
 
 
 async def submit(client: Client, unit: str, payload: Any, timeout: float = 10.0) -> Any:

@@ -30,8 +30,7 @@ from gateway.settings import NatsSettings, StreamSettings
 from gateway.streams import EVENTS_STREAM, REPORTS_STREAM
 from gateway.subjects import inbound_subject
 from tests import events as ev
-from tests.conftest import free_port
-from tests.helpers import submit
+from tests.helpers import free_port, submit
 
 APRIL = "2021-04"
 

@@ -31,8 +31,7 @@ from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
 from gateway.streams import EVENTS_STREAM, SEALS_STREAM, provision, seals_config
 from tests import events as ev
-from tests.conftest import free_port
-from tests.helpers import submit, until
+from tests.helpers import free_port, submit, until
 
 NEVER = SealerSettings(interval_seconds=3600)  # seals only when the test says so
 CITY_DOMAIN = "city"

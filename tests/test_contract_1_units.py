@@ -13,8 +13,7 @@ from gateway.embedded import NatsServer
 from gateway.registry import Level, Registry, RegistryError, Unit
 from gateway.service import Gateway
 from tests import events as ev
-from tests.conftest import GatewayStarter
-from tests.helpers import connected, error_of, log_size, submit
+from tests.helpers import GatewayStarter, connected, error_of, log_size, submit
 
 
 def _registry_file(path: Path, units: list[dict[str, Any]]) -> Path:

@@ -23,9 +23,9 @@ from gateway.submit import MAX_BYTES, MAX_EVENTS
 from schemas.events import Entity
 from tests import events as ev
 from tests import helpers
-from tests.conftest import SHORT_WINDOW
 from tests.helpers import (
     ACK_LOST,
+    SHORT_WINDOW,
     WRITE_LOST,
     error_of,
     log_size,

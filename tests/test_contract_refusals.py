@@ -33,8 +33,15 @@ from gateway.streams import EVENTS_STREAM
 from gateway.subjects import inbound_subject
 from gateway.submit import SubmitService
 from tests import events as ev
-from tests.conftest import GatewayStarter
-from tests.helpers import connected, error_of, faulty_jetstream, log_size, submit, submit_service
+from tests.helpers import (
+    GatewayStarter,
+    connected,
+    error_of,
+    faulty_jetstream,
+    log_size,
+    submit,
+    submit_service,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("gateway", "schemas", "consumers")

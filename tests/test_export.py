@@ -20,8 +20,7 @@ from gateway.embedded import NatsServer
 from gateway.registry import Level, Registry, RegistryFile, Unit
 from gateway.streams import EVENTS_STREAM
 from tests import events as ev
-from tests.conftest import GatewayStarter, free_port
-from tests.helpers import connected, submit
+from tests.helpers import GatewayStarter, connected, free_port, submit
 
 OTHER_CITY = "547"
 OTHER_CITY_WARD = "21700"

@@ -27,9 +27,9 @@ from gateway.settings import NatsSettings, StreamSettings
 from gateway.streams import EVENT_IDS_STREAM, EVENTS_STREAM, REPORTS_STREAM
 from gateway.submit import SubmitService
 from tests import events as ev
-from tests.conftest import GatewayStarter
 from tests.helpers import (
     WRITE_LOST,
+    GatewayStarter,
     connected,
     error_of,
     faulty_jetstream,

@@ -26,8 +26,7 @@ from structlog.testing import capture_logs
 from gateway import logs
 from gateway.service import Gateway
 from tests import events as ev
-from tests.conftest import free_port
-from tests.helpers import submit
+from tests.helpers import free_port, submit
 
 NAME = "Nguyễn Văn Bí Mật"
 ID_NUMBER = "052090009999"

@@ -34,8 +34,7 @@ from gateway.settings import NatsSettings
 from gateway.streams import EVENTS_STREAM, REPORTS_STREAM
 from schemas.report import Report
 from tests import events as ev
-from tests.conftest import FAST_PROJECTOR
-from tests.helpers import submit
+from tests.helpers import FAST_PROJECTOR, submit
 
 
 def projector_process(url: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -25,8 +25,7 @@ from gateway.registry import Registry
 from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
 from schemas.events import Event
-from tests.conftest import FAST_PROJECTOR
-from tests.helpers import submit
+from tests.helpers import FAST_PROJECTOR, submit
 from tests.report_reference import Reference, streams
 
 
