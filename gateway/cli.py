@@ -13,27 +13,61 @@ from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
+import msgspec
 import nats.errors
 from nats.aio.client import Client
 
 from consumers.delivery import ForwarderSettings
+from consumers.outbox import OutboxSettings
 from consumers.projector import ProjectorSettings
 from consumers.sealer import SealerSettings
 from gateway import connection, logs
 from gateway.client import submit_all
 from gateway.command_errors import USAGE_EXIT, CommandError, denied, explain
 from gateway.docs import asyncapi, json_schema, render
-from gateway.node import Node
+from gateway.node import ROLES, Node
 from gateway.progress import Progress
 from gateway.refusals import Unavailable
 from gateway.registry import Registry
 from gateway.runtime import EMBEDDED_PORT, nats_available
-from gateway.settings import NatsSettings, StreamSettings, data_home
+from gateway.settings import (
+    NATS_VARIABLES,
+    STREAM_VARIABLES,
+    NatsSettings,
+    StreamSettings,
+    data_home,
+    prefixed,
+    read,
+)
 from schemas.replies import Accepted, Refused
 
 
 def _nats(args: argparse.Namespace) -> NatsSettings:
     return NatsSettings.from_env(getattr(args, "nats_url", None))
+
+
+FORWARDER_VARIABLES = {
+    name: field
+    for name, field in prefixed(ForwarderSettings, "LIENTHONG_FORWARDER_").items()
+    if field != "outbox"  # a stage of its own, not a value
+}
+PROJECTOR_VARIABLES = prefixed(ProjectorSettings, "LIENTHONG_PROJECTOR_")
+SEALER_VARIABLES = prefixed(SealerSettings, "LIENTHONG_SEALER_")
+ENVIRONMENT: tuple[tuple[type[msgspec.Struct], dict[str, str]], ...] = (
+    (NatsSettings, NATS_VARIABLES),
+    (StreamSettings, STREAM_VARIABLES),
+    (ForwarderSettings, FORWARDER_VARIABLES),
+    (ProjectorSettings, PROJECTOR_VARIABLES),
+    (SealerSettings, SEALER_VARIABLES),
+)
+"""Every `LIENTHONG_*` variable a process reads, with the settings it fills (and
+`LIENTHONG_HOME`, the embedded server's folder: `data_home`)."""
+
+
+def forwarder_settings() -> ForwarderSettings:
+    """`LIENTHONG_FORWARDER_<FIELD>`; the outbox stage redelivers after the same ack wait."""
+    settings = read(ForwarderSettings, FORWARDER_VARIABLES)
+    return msgspec.structs.replace(settings, outbox=OutboxSettings(ack_wait=settings.ack_wait))
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -103,18 +137,27 @@ async def _until_signalled() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     registry = _registry(args)
+    # Every setting read, and judged, before anything starts.
+    streams = StreamSettings.from_env()
+    forwarder = forwarder_settings()
+    projector = read(ProjectorSettings, PROJECTOR_VARIABLES)
+    sealer = read(SealerSettings, SEALER_VARIABLES)
+    roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
+    if unknown := sorted(roles - set(ROLES)) or (not roles and ["(none)"]):
+        raise CommandError(
+            f"--roles: no role {', '.join(unknown)}; give some of {', '.join(ROLES)}"
+        )
 
     async def serve(settings: NatsSettings) -> None:
         await _reachable(settings)
-        roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
         node = Node(
             settings,
-            StreamSettings.from_env(),
+            streams,
             registry,
             roles=roles,
-            forwarder=ForwarderSettings.from_env(),
-            projector=ProjectorSettings.from_env(),
-            sealer=SealerSettings.from_env(),
+            forwarder=forwarder,
+            projector=projector,
+            sealer=sealer,
         )
         await node.start()
         print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)

@@ -16,6 +16,7 @@ import nats.js.errors
 
 from gateway.refusals import Unavailable
 from gateway.registry import RegistryError
+from gateway.settings import SettingsError
 
 USAGE_EXIT = 2
 """The exit code of every expected failure, as argparse's own for a bad argument."""
@@ -55,6 +56,8 @@ def _explain_one(error: BaseException, servers: Sequence[str]) -> str | None:
     match error:
         case CommandError() | RegistryError():
             return str(error)
+        case SettingsError():
+            return f"the setting {error} (unset it, or give a value of that type)"
         case nats.errors.AuthorizationError():
             return (
                 f"NATS at {where} refused these credentials: check LIENTHONG_NATS_CREDS "

@@ -37,6 +37,7 @@ NEEDS_NO_SERVER = {"demo", "schema"}
 
 BAD_ARGUMENTS: list[tuple[str, list[str], str]] = [
     ("serve", ["--registry", "missing.json"], "cannot use missing.json"),
+    ("serve", ["--roles", "gatway"], "no role gatway"),
     ("status", ["--registry", "missing.json"], "cannot use missing.json"),
     ("resume-delivery", ["--unit", "99999"], "unit 99999 is not in the registry"),
     ("province-sim", ["--drop-every", "-1"], "-1 is negative"),
