@@ -28,14 +28,14 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
 from bench.common import machine, private_server, rate
-from consumers.periods import VN
-from consumers.projector import ProjectorSettings, ReportProjector
-from gateway.registry import Registry
-from gateway.settings import StreamSettings
-from gateway.streams import provision
-from gateway.subjects import event_subject
+from consumers.reports.projector import ProjectorSettings, ReportProjector
+from plumbing.settings import StreamSettings
+from plumbing.streams import provision
+from plumbing.subjects import event_subject
 from schemas.codec import EVENT_DECODER
 from schemas.events import Entity
+from schemas.periods import VN
+from schemas.registry import Registry
 
 START = datetime(2019, 1, 1, 8, tzinfo=VN)
 MONTHS = 24

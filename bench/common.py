@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gateway.embedded import NatsServer
+from lienthong.embedded import NatsServer
 
 
 def machine() -> str:
@@ -41,7 +41,7 @@ def gateway_process(url: str, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
     """`lienthong serve` in its own process, as deployed; ready once it answers a submission."""
     env = {**os.environ, "LIENTHONG_NATS_URL": url}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "--log-level", "warning", "serve", *extra],
+        [sys.executable, "-m", "lienthong.cli", "--log-level", "warning", "serve", *extra],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -19,9 +19,9 @@ import nats
 
 from bench.common import machine, private_server, rate
 from gateway.event_index import Claim, EventIndex
-from gateway.jetstream import JetStream
-from gateway.settings import StreamSettings
-from gateway.streams import EVENT_IDS_STREAM, provision
+from plumbing.jetstream import JetStream
+from plumbing.settings import StreamSettings
+from plumbing.streams import EVENT_IDS_STREAM, provision
 
 
 def rss_mb(pid: int) -> float:

@@ -28,7 +28,7 @@ from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
 
 from bench.common import Timer, cpu_seconds, gateway_process, machine, private_server, rate
-from gateway.client import submit_batch
+from lienthong.client import submit_batch
 from schemas.replies import Accepted
 
 UNITS = ["21550", "21553", "21556", "21559", "21562", "21565", "21568", "21571"]

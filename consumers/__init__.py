@@ -1,1 +1,2 @@
-"""Projections of the event log: monthly reports, and the interconnection forwarder."""
+"""What reads the event log after it is written: reports, interconnection to the province,
+audits. One sub-package per job."""

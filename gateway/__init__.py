@@ -1,1 +1,2 @@
-"""lienthong gateway: the submit service, the CLI, and the plumbing they share."""
+"""The write side: submissions and the province's messages decoded, judged by the contract's
+rules and appended to the event log once."""

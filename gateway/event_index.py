@@ -19,9 +19,9 @@ from typing import NamedTuple
 
 import msgspec
 
-from gateway.jetstream import JetStream, Outgoing, WrongLastSequence
-from gateway.streams import EVENT_IDS_PREFIX, EVENT_IDS_STREAM
-from gateway.subjects import EVENTS_PREFIX, encode_key
+from plumbing.jetstream import JetStream, Outgoing, WrongLastSequence
+from plumbing.streams import EVENT_IDS_PREFIX, EVENT_IDS_STREAM
+from plumbing.subjects import EVENTS_PREFIX, encode_key
 
 
 class Claim(msgspec.Struct, frozen=True, array_like=True):

@@ -17,46 +17,34 @@ import time
 from datetime import UTC, datetime
 
 import msgspec
-from nats.aio.client import Client
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
+import structlog
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from gateway import logs
-from gateway.event_log import ORIGIN, ORIGIN_MESSAGE_ID, EventLog
+from gateway.event_log import EventLog
 from gateway.intake import Candidate, Intake
 from gateway.refusals import (
     Conflict,
     Invalid,
     Malformed,
     Refusal,
+    Unavailable,
     UnitMismatch,
     UnknownEntity,
     UnknownUnit,
 )
-from gateway.registry import Registry
-from gateway.subjects import encode_key, event_subject
+from plumbing.errors import LogUnavailable
+from plumbing.headers import ORIGIN, ORIGIN_MESSAGE_ID
+from plumbing.records import InboundRecord, record_key
+from plumbing.subjects import event_subject
 from schemas.codec import ENCODER, decode_body, field_of, first_non_utf8_byte, plain_message
 from schemas.events import DossierResolved, DossierSupplementRequested, Entity, Event
 from schemas.interconnect import INBOUND_KINDS, Envelope, EnvelopeKind, NoteBody, ResultBody
+from schemas.registry import Registry
 from schemas.replies import Accepted
 from schemas.rules import field_problem, to_microseconds
 
-RECORDS_BUCKET = "ONESTOP_DELIVERIES"
 OK = b'{"ok":true}'
-
-
-class InboundRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """A province message that changes no lifecycle, kept for the dossier's history."""
-
-    direction: str = "in"
-    message_id: str
-    kind: EnvelopeKind
-    unit: str
-    dossier_id: str
-    sent_at: datetime
-    received_at: datetime
-    note: str | None = None
 
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
@@ -68,26 +56,6 @@ def inbound_event_id(message_id: str) -> str:
     if len(candidate) <= 128:
         return candidate
     return "province:sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
-
-
-def record_key(unit: str, dossier_id: str, direction: str, message_id: str) -> str:
-    return f"{unit}.{encode_key(dossier_id)}.{direction}.{encode_key(message_id)}"
-
-
-async def records_bucket(client: Client, replicas: int = 1) -> KeyValue:
-    js = client.jetstream()
-    try:
-        return await js.key_value(RECORDS_BUCKET)
-    except (BucketNotFoundError, NotFoundError):
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=RECORDS_BUCKET,
-                description="lienthong interconnection records, both ways, per dossier",
-                storage=StorageType.FILE,
-                replicas=replicas,
-                history=1,
-            )
-        )
 
 
 def decode_envelope(payload: bytes, unit: str, registry: Registry) -> Envelope:
@@ -125,7 +93,7 @@ class InboundService:
         self.event_log = log
         self.records = records
         self.registry = registry
-        self.log = logs.get("lienthong.inbound")
+        self.log = structlog.get_logger("lienthong.inbound")
 
     async def receive(self, unit: str, payload: bytes) -> bytes:
         started = time.perf_counter()
@@ -134,7 +102,8 @@ class InboundService:
             envelope = decode_envelope(payload, unit, self.registry)
             kind = envelope.kind.value
             await self._store(envelope)
-        except Refusal as refusal:
+        except (Refusal, LogUnavailable) as error:
+            refusal = error if isinstance(error, Refusal) else Unavailable(str(error))
             self.log.info(
                 "inbound.message",
                 unit=unit,

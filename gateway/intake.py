@@ -13,15 +13,19 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import msgspec
+import structlog
 
-from gateway import lifecycle, logs
+from gateway import lifecycle
 from gateway.event_index import RELEASED, Claim, Entry, EventIndex
-from gateway.event_log import MSG_ID, EventLog, msg_id
-from gateway.jetstream import BatchRefused, StoredMessage, WrongLastSequence
-from gateway.lifecycle import DossierState, EntityState
+from gateway.event_log import EventLog
+from gateway.lifecycle import EntityState
 from gateway.refusals import Conflict, Refusal, Unavailable
-from gateway.subjects import event_subject
+from plumbing.errors import LogUnavailable
+from plumbing.headers import MSG_ID, msg_id
+from plumbing.jetstream import BatchRefused, StoredMessage, WrongLastSequence
+from plumbing.subjects import event_subject
 from schemas.events import CopyCertified, DocumentIssued, DossierReceived, Event
+from schemas.lifecycle import DossierState
 from schemas.replies import Accepted, Reply
 
 RACE_RETRIES = 5
@@ -44,7 +48,7 @@ class Intake:
     def __init__(self, log: EventLog, index: EventIndex) -> None:
         self.log = log
         self.index = index
-        self.logger = logs.get("lienthong.intake")
+        self.logger = structlog.get_logger("lienthong.intake")
 
     async def record(self, candidates: list[Candidate]) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(candidates)
@@ -102,11 +106,11 @@ class Intake:
         ]
         try:
             first_claim = await self.index.create_all(claims)
-        except (BatchRefused, Unavailable):
+        except (BatchRefused, LogUnavailable, Unavailable):
             return {}  # none written (or not known: the per-event path reads before it writes)
         try:
             first = await self.log.append_new(appends)
-        except (BatchRefused, Unavailable):
+        except (BatchRefused, LogUnavailable, Unavailable):
             return {i: first_claim + k for k, (_, i) in enumerate(new)}
         for k, (_, i) in enumerate(new):
             event_id = candidates[i].event.event_id
@@ -134,6 +138,8 @@ class Intake:
                 reply, state = await self._one(subject, state or EntityState(), c, claimed.get(i))
             except Unavailable as u:
                 return _answer_rest(u, indices[n:], candidates, replies)
+            except LogUnavailable as e:  # the transport's error, as the contract's reply
+                return _answer_rest(Unavailable(str(e)), indices[n:], candidates, replies)
             except Refusal as r:
                 replies[i] = r.reply(c.event.event_id)
                 continue

@@ -7,9 +7,6 @@ instance appended it and however long ago.
 
 from __future__ import annotations
 
-import enum
-from datetime import datetime
-
 import msgspec
 
 from gateway.refusals import Conflict, UnknownEntity
@@ -25,21 +22,7 @@ from schemas.events import (
     Event,
     event_type,
 )
-
-
-class DossierStatus(enum.StrEnum):
-    OPEN = "open"
-    RESOLVED = "resolved"
-    WITHDRAWN = "withdrawn"
-    RETURNED = "returned"
-
-
-class DossierState(msgspec.Struct, frozen=True, kw_only=True):
-    status: DossierStatus
-    received_at: datetime
-    due_at: datetime
-    interconnect: bool = False
-    """Transferred to the province with `interconnect: true`: later events are sent there too."""
+from schemas.lifecycle import DossierState, DossierStatus
 
 
 class EntityState(msgspec.Struct, frozen=True, kw_only=True):

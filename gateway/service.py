@@ -9,20 +9,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import structlog
 from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.client import Client
 
-from gateway import connection, logs
 from gateway.event_index import EventIndex
 from gateway.event_log import EventLog
-from gateway.inbound import InboundService, records_bucket
+from gateway.inbound import InboundService
 from gateway.intake import Intake
-from gateway.jetstream import JetStream
-from gateway.registry import Registry
-from gateway.settings import NatsSettings, StreamSettings
-from gateway.streams import provision
-from gateway.subjects import INBOUND_PREFIX, SUBMIT_PREFIX, last_token
 from gateway.submit import SubmitService
+from plumbing import connection
+from plumbing.jetstream import JetStream
+from plumbing.records import records_bucket
+from plumbing.settings import NatsSettings, StreamSettings
+from plumbing.streams import provision
+from plumbing.subjects import INBOUND_PREFIX, SUBMIT_PREFIX, last_token
+from schemas.registry import Registry
 
 QUEUE_GROUP = "lienthong"
 WORKERS = 16
@@ -105,7 +107,7 @@ class Gateway:
         self.nats_settings = nats
         self.stream_settings = streams
         self.registry = registry
-        self.log = logs.get("lienthong.gateway")
+        self.log = structlog.get_logger("lienthong.gateway")
         self.in_flight = InFlight()
         self._client: Client | None = None
         self._broker: NatsBroker | None = None

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import structlog
 
-from gateway import logs
 from gateway.intake import Candidate, Intake
 from gateway.refusals import (
     Invalid,
@@ -24,8 +24,8 @@ from gateway.refusals import (
     UnitMismatch,
     UnknownUnit,
 )
-from gateway.registry import Registry
 from schemas.codec import ENCODER, EVENT_DECODER, field_of, first_non_utf8_byte, plain_message
+from schemas.registry import Registry
 from schemas.replies import Accepted, Refused, Reply
 from schemas.rules import field_problem, to_microseconds
 
@@ -116,7 +116,7 @@ class SubmitService:
         self.intake = intake
         self.registry = registry
         self.clock = clock
-        self.log = logs.get("lienthong.submit")
+        self.log = structlog.get_logger("lienthong.submit")
 
     async def submit(self, unit: str, payload: bytes) -> bytes:
         started = time.perf_counter()

@@ -17,7 +17,7 @@ class Seal(msgspec.Struct, frozen=True, kw_only=True):
     seq: int
     """The last event-log sequence the chain covers."""
     chain: str
-    """Hex SHA-256 chain over every stored event up to `seq` (consumers.log_chain says how)."""
+    """Hex SHA-256 chain over every stored event up to `seq` (audit.log_chain says how)."""
     events: int
     """How many stored events the chain covers (== seq while nothing was ever removed)."""
     sealed_at: datetime

@@ -13,12 +13,12 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from consumers.projector import ReportProjector
-from gateway import connection
-from gateway.embedded import NatsServer
-from gateway.registry import Registry
+from consumers.reports.projector import ReportProjector
 from gateway.service import Gateway
-from gateway.settings import NatsSettings, StreamSettings
+from lienthong.embedded import NatsServer
+from plumbing import connection
+from plumbing.settings import NatsSettings, StreamSettings
+from schemas.registry import Registry
 from tests.helpers import FAST_PROJECTOR, SHORT_WINDOW, GatewayStarter
 
 

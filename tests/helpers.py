@@ -15,19 +15,20 @@ import nats
 import nats.errors
 from nats.aio.client import Client
 
-from consumers.projector import ProjectorSettings
-from gateway.embedded import NatsServer
+from consumers.reports.projector import ProjectorSettings
 from gateway.event_index import EventIndex
-from gateway.event_log import EventLog, msg_id
+from gateway.event_log import EventLog
 from gateway.intake import Intake
-from gateway.jetstream import JetStream, PubAck
-from gateway.refusals import Unavailable
-from gateway.registry import Registry
 from gateway.service import Gateway
-from gateway.settings import NatsSettings, StreamSettings
-from gateway.streams import EVENTS_STREAM
-from gateway.subjects import submit_subject
 from gateway.submit import SubmitService
+from lienthong.embedded import NatsServer
+from plumbing.errors import LogUnavailable
+from plumbing.headers import msg_id
+from plumbing.jetstream import JetStream, PubAck
+from plumbing.settings import NatsSettings, StreamSettings
+from plumbing.streams import EVENTS_STREAM
+from plumbing.subjects import submit_subject
+from schemas.registry import Registry
 
 
 def free_port() -> int:
@@ -258,11 +259,11 @@ def failing_event_writes(error: Exception) -> Hook:
 
 WRITE_LOST = faulty_jetstream(
     before=failing_event_writes(
-        Unavailable("the event log is not reachable (no JetStream responder)")
+        LogUnavailable("the event log is not reachable (no JetStream responder)")
     )
 )
 """Claims the event_id, then fails before the event reaches the log (a crash in between)."""
 ACK_LOST = faulty_jetstream(
-    after=failing_event_writes(Unavailable("the event log did not confirm the write in time"))
+    after=failing_event_writes(LogUnavailable("the event log did not confirm the write in time"))
 )
 """Stores events but loses JetStream's answer, as a timed-out write that did land."""

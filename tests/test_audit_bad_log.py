@@ -14,19 +14,19 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from consumers.export import export
-from consumers.export import selection as export_selection
-from consumers.outbox import OutboxTranslator
-from consumers.projector import ReportProjector
-from consumers.rebuild import rebuild
-from consumers.replay import Unreadable
-from consumers.skips import OUTBOX, PROJECTOR, skipped
-from consumers.verify import verify
-from gateway.embedded import NatsServer
-from gateway.event_log import msg_id
-from gateway.history import dossier_history, render
-from gateway.registry import Registry
+from consumers.audit.export import export
+from consumers.audit.export import selection as export_selection
+from consumers.audit.history import dossier_history, render
+from consumers.audit.rebuild import rebuild
+from consumers.audit.skips import OUTBOX, PROJECTOR, skipped
+from consumers.audit.verify import verify
+from consumers.interconnect.outbox import OutboxTranslator
+from consumers.reports.projector import ReportProjector
 from gateway.service import Gateway
+from lienthong.embedded import NatsServer
+from plumbing.headers import msg_id
+from plumbing.replay import Unreadable
+from schemas.registry import Registry
 from tests import events as ev
 from tests.helpers import submit, until
 
@@ -109,7 +109,7 @@ async def test_an_event_in_the_gateways_form_this_version_cannot_read_is_no_tamp
 
 def run_cli(command: str, url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", command, "--nats-url", url, *args],
+        [sys.executable, "-m", "lienthong.cli", command, "--nats-url", url, *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,10 +15,11 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from consumers.delivery import DeliveryStatus, records_for_dossier
-from gateway.embedded import NatsServer
-from gateway.operations import OperationsLog, Target, operator_actions
-from gateway.streams import OPERATIONS_STREAM
+from consumers.audit.operations import OperationsLog, Target, operator_actions
+from consumers.interconnect.delivery import records_for_dossier
+from lienthong.embedded import NatsServer
+from plumbing.records import DeliveryStatus
+from plumbing.streams import OPERATIONS_STREAM
 from tests import events as ev
 from tests.helpers import log_size, until
 
@@ -36,7 +37,7 @@ STUCK = "HS-PARKED"
 
 def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args, "--nats-url", url],
+        [sys.executable, "-m", "lienthong.cli", *args, "--nats-url", url],
         capture_output=True,
         text=True,
         timeout=60,

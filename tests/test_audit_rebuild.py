@@ -17,18 +17,18 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from consumers import report_store
-from consumers.projector import ReportProjector
-from consumers.rebuild import BadSelection, compare, published, rebuild, selection
-from gateway import connection
-from gateway.embedded import NatsServer
-from gateway.history import dossier_history, render
-from gateway.jetstream import JetStream
-from gateway.registry import Registry
+from consumers.audit.history import dossier_history, render
+from consumers.audit.rebuild import BadSelection, compare, published, rebuild, selection
+from consumers.reports import report_store
+from consumers.reports.projector import ReportProjector
 from gateway.service import Gateway
-from gateway.settings import NatsSettings, StreamSettings
-from gateway.streams import EVENTS_STREAM, REPORTS_STREAM
-from gateway.subjects import inbound_subject
+from lienthong.embedded import NatsServer
+from plumbing import connection
+from plumbing.jetstream import JetStream
+from plumbing.settings import NatsSettings, StreamSettings
+from plumbing.streams import EVENTS_STREAM, REPORTS_STREAM
+from plumbing.subjects import inbound_subject
+from schemas.registry import Registry
 from tests import events as ev
 from tests.helpers import free_port, submit
 
@@ -169,7 +169,7 @@ async def test_as_of_a_moment_counts_only_events_stored_by_then_against_the_revi
 
 def run_rebuild(url: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "rebuild", "--nats-url", url, *args],
+        [sys.executable, "-m", "lienthong.cli", "rebuild", "--nats-url", url, *args],
         env=env,
         capture_output=True,
         text=True,

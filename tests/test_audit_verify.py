@@ -15,14 +15,14 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 
-from consumers.log_chain import GENESIS, Chain
-from consumers.sealer import Sealer, SealerSettings
-from consumers.verify import verify
-from gateway import connection
-from gateway.embedded import NatsServer
+from consumers.audit.log_chain import GENESIS, Chain
+from consumers.audit.sealer import Sealer, SealerSettings
+from consumers.audit.verify import verify
 from gateway.service import Gateway
-from gateway.settings import NatsSettings, StreamSettings
-from gateway.streams import EVENTS_STREAM, provision
+from lienthong.embedded import NatsServer
+from plumbing import connection
+from plumbing.settings import NatsSettings, StreamSettings
+from plumbing.streams import EVENTS_STREAM, provision
 from tests import events as ev
 from tests.helpers import submit
 
@@ -150,7 +150,7 @@ def test_the_chain_covers_sequence_subject_stored_time_headers_and_data() -> Non
 
 def run_verify(server: NatsServer, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "verify", "--nats-url", server.url],
+        [sys.executable, "-m", "lienthong.cli", "verify", "--nats-url", server.url],
         env=env,
         capture_output=True,
         text=True,

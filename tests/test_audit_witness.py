@@ -21,15 +21,15 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 
-from consumers.sealer import Sealer, SealerSettings
-from consumers.verify import first_disagreement, read_seals, verify
-from consumers.witness import WITNESS_STREAM, keep_witness, witness_config
-from gateway import connection
-from gateway.embedded import NatsServer
-from gateway.registry import Registry
+from consumers.audit.sealer import Sealer, SealerSettings
+from consumers.audit.verify import first_disagreement, read_seals, verify
+from consumers.audit.witness import WITNESS_STREAM, keep_witness, witness_config
 from gateway.service import Gateway
-from gateway.settings import NatsSettings, StreamSettings
-from gateway.streams import EVENTS_STREAM, SEALS_STREAM, provision, seals_config
+from lienthong.embedded import NatsServer
+from plumbing import connection
+from plumbing.settings import NatsSettings, StreamSettings
+from plumbing.streams import EVENTS_STREAM, SEALS_STREAM, provision, seals_config
+from schemas.registry import Registry
 from tests import events as ev
 from tests.helpers import free_port, submit, until
 
@@ -109,7 +109,7 @@ async def rewrite_log_and_seals(city: Client, url: str) -> None:
 
 def run_verify(url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "verify", "--nats-url", url, *args],
+        [sys.executable, "-m", "lienthong.cli", "verify", "--nats-url", url, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -131,7 +131,7 @@ async def test_a_log_and_seals_rewritten_together_pass_the_citys_seals_but_not_t
             [
                 sys.executable,
                 "-m",
-                "gateway.cli",
+                "lienthong.cli",
                 "witness",
                 "--city-domain",
                 CITY_DOMAIN,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import cli
-from gateway.embedded import NatsServer
+from lienthong import cli
+from lienthong.embedded import NatsServer
 from tests.helpers import free_port
 
 EVENTS = "events.jsonl"  # written into the test's folder, where the commands run
@@ -71,7 +71,7 @@ def lienthong(
     folder: Path, env: dict[str, str], *argv: str, timeout: float = 90
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *argv],
+        [sys.executable, "-m", "lienthong.cli", *argv],
         cwd=folder,
         env=env,
         capture_output=True,

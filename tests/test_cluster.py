@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from gateway.intake import NEW_ENTITIES_AT_ONCE
-from gateway.node import Node
-from gateway.registry import Registry
-from gateway.settings import NatsSettings, StreamSettings
+from lienthong.node import Node
+from plumbing.settings import NatsSettings, StreamSettings
+from schemas.registry import Registry
 from tests import events as ev
 from tests.helpers import connected, submit, three_node_cluster
 

@@ -9,9 +9,9 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from gateway.embedded import NatsServer
-from gateway.registry import Level, Registry, RegistryError, Unit
 from gateway.service import Gateway
+from lienthong.embedded import NatsServer
+from schemas.registry import Level, Registry, RegistryError, Unit
 from tests import events as ev
 from tests.helpers import GatewayStarter, connected, error_of, log_size, submit
 

@@ -10,11 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nats.aio.client import Client
 
-from consumers.projector import ReportProjector
-from gateway import subjects
+from consumers.reports.projector import ReportProjector
 from gateway.service import Gateway
-from gateway.streams import EVENTS_STREAM, REPORTS_STREAM
-from gateway.subjects import decode_key, encode_key
+from plumbing import subjects
+from plumbing.streams import EVENTS_STREAM, REPORTS_STREAM
+from plumbing.subjects import decode_key, encode_key
 from tests import events as ev
 from tests.helpers import last_on_subject, log_size, log_subjects, submit, until
 

@@ -10,7 +10,7 @@ import pytest
 from nats.aio.client import Client
 
 from gateway.service import Gateway
-from gateway.subjects import encode_key
+from plumbing.subjects import encode_key
 from tests import events as ev
 from tests.helpers import error_of, last_on_subject, log_size, log_subjects, submit
 

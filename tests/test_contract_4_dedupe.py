@@ -15,12 +15,12 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from gateway.registry import Registry
 from gateway.service import Gateway
-from gateway.settings import NatsSettings
-from gateway.subjects import encode_key, event_subject, submit_subject
 from gateway.submit import MAX_BYTES, MAX_EVENTS
+from plumbing.settings import NatsSettings
+from plumbing.subjects import encode_key, event_subject, submit_subject
 from schemas.events import Entity
+from schemas.registry import Registry
 from tests import events as ev
 from tests import helpers
 from tests.helpers import (

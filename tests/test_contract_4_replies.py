@@ -11,14 +11,14 @@ import pytest
 from nats.aio.client import Client
 from structlog.testing import capture_logs
 
-from gateway.embedded import NatsServer
-from gateway.jetstream import JetStream
-from gateway.refusals import Unavailable
-from gateway.registry import Registry
 from gateway.service import Gateway
-from gateway.settings import NatsSettings
-from gateway.subjects import event_subject
+from lienthong.embedded import NatsServer
+from plumbing.errors import LogUnavailable
+from plumbing.jetstream import JetStream
+from plumbing.settings import NatsSettings
+from plumbing.subjects import event_subject
 from schemas.events import Entity
+from schemas.registry import Registry
 from tests import events as ev
 from tests.helpers import connected, faulty_jetstream, log_size, submit, submit_service
 
@@ -112,9 +112,9 @@ async def test_connection_trouble_on_the_event_log_is_unavailable(
     async with connected(nats_server.url) as nc:
         monkeypatch.setattr(nc, "publish", _failing_publish(error, nc.publish, ("",)))
         js = JetStream(nc, 1.0)
-        with pytest.raises(Unavailable, match=error.__name__):
+        with pytest.raises(LogUnavailable, match=error.__name__):
             await js.publish("onestop.events.x", b"{}", {})
-        with pytest.raises(Unavailable, match=error.__name__):
+        with pytest.raises(LogUnavailable, match=error.__name__):
             await js.last_on_subject("ONESTOP_EVENTS", "onestop.events.x")
 
 

@@ -20,18 +20,19 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from gateway.client import submit_batch
-from gateway.embedded import NatsServer
 from gateway.event_index import Claim, Entry, EventIndex
-from gateway.event_log import DOSSIER_STATE, EventLog
+from gateway.event_log import EventLog
 from gateway.intake import RACE_RETRIES, Intake
-from gateway.jetstream import JetStream
-from gateway.registry import Registry
 from gateway.service import Gateway
-from gateway.settings import NatsSettings, StreamSettings
-from gateway.streams import EVENTS_STREAM
-from gateway.subjects import inbound_subject
 from gateway.submit import SubmitService
+from lienthong.client import submit_batch
+from lienthong.embedded import NatsServer
+from plumbing.headers import DOSSIER_STATE
+from plumbing.jetstream import JetStream
+from plumbing.settings import NatsSettings, StreamSettings
+from plumbing.streams import EVENTS_STREAM
+from plumbing.subjects import inbound_subject
+from schemas.registry import Registry
 from tests import events as ev
 from tests.helpers import (
     GatewayStarter,
@@ -44,9 +45,9 @@ from tests.helpers import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ("gateway", "schemas", "consumers")
+SOURCES = ("gateway", "schemas", "consumers", "plumbing", "lienthong")
 REFUSALS = {"Malformed", "Invalid", "UnitMismatch", "UnknownUnit", "UnknownEntity", "Conflict",
-            "Unavailable", "FieldProblem"}  # fmt: skip
+            "Unavailable", "LogUnavailable", "FieldProblem"}  # fmt: skip
 CONTRACT = next(
     (p for p in (ROOT.parent / "shared" / "CONTRACT.md", ROOT / "CONTRACT.md") if p.exists()),
     None,
@@ -196,19 +197,24 @@ RULES: list[Rule] = [
           f"{TCON}::test_a_lost_writes_claim_is_taken_over_once_older_than_the_window")),
     Rule("gateway/intake.py", "Unavailable", "the gateway could not finish this event", UNAVAILABLE,
          (f"{T4R}::test_unexpected_error_on_one_entity_is_unavailable_for_its_events_only",)),
-    # -- JetStream's answers (gateway.jetstream) -----------------------------------------------
-    Rule("gateway/jetstream.py", "Unavailable", "the event log is not reachable", UNAVAILABLE,
-         (f"{HERE}::test_a_write_nothing_stores_is_unavailable",
-          f"{TCON}::test_jetstream_leader_gone_is_unavailable_and_safe_to_retry")),
-    Rule("gateway/jetstream.py", "Unavailable", "the event log did not {} in time", UNAVAILABLE,
-         (f"{TCON}::test_jetstream_leader_gone_is_unavailable_and_safe_to_retry",
-          f"{T4D}::test_resend_after_unavailable_of_a_stored_event_is_a_duplicate")),
-    Rule("gateway/jetstream.py", "Unavailable", "_connection_trouble(e, ", UNAVAILABLE,
+    Rule("gateway/intake.py", "Unavailable", "str(e)", UNAVAILABLE,
          (f"{T4R}::test_connection_trouble_on_the_event_log_is_unavailable",
           f"{T4R}::test_connection_trouble_is_answered_unavailable_event_by_event")),
-    Rule("gateway/jetstream.py", "Unavailable", "the event log refused the write", UNAVAILABLE,
+    Rule("gateway/inbound.py", "Unavailable", "str(error)", UNAVAILABLE,
+         (f"{HERE}::test_an_envelope_the_log_cannot_store_is_unavailable",)),
+    # -- JetStream's answers (plumbing.jetstream) -----------------------------------------------
+    Rule("plumbing/jetstream.py", "LogUnavailable", "the event log is not reachable", UNAVAILABLE,
+         (f"{HERE}::test_a_write_nothing_stores_is_unavailable",
+          f"{TCON}::test_jetstream_leader_gone_is_unavailable_and_safe_to_retry")),
+    Rule("plumbing/jetstream.py", "LogUnavailable", "the event log did not {} in time", UNAVAILABLE,
+         (f"{TCON}::test_jetstream_leader_gone_is_unavailable_and_safe_to_retry",
+          f"{T4D}::test_resend_after_unavailable_of_a_stored_event_is_a_duplicate")),
+    Rule("plumbing/jetstream.py", "LogUnavailable", "_connection_trouble(e, ", UNAVAILABLE,
+         (f"{T4R}::test_connection_trouble_on_the_event_log_is_unavailable",
+          f"{T4R}::test_connection_trouble_is_answered_unavailable_event_by_event")),
+    Rule("plumbing/jetstream.py", "LogUnavailable", "the event log refused the write", UNAVAILABLE,
          (f"{HERE}::test_a_full_event_log_refuses_new_events_as_unavailable",)),
-    Rule("gateway/jetstream.py", "Unavailable", "the event log could not be read", UNAVAILABLE,
+    Rule("plumbing/jetstream.py", "LogUnavailable", "the event log could not be read", UNAVAILABLE,
          (f"{HERE}::test_a_read_the_event_log_answers_with_an_error_is_unavailable",)),
     # -- the province's messages (gateway.inbound) ---------------------------------------------
     Rule("gateway/inbound.py", "Malformed", "the envelope is not UTF-8 text", INBOUND,
@@ -230,25 +236,27 @@ RULES: list[Rule] = [
          (f"{HERE}::test_a_result_resolved_more_than_5_minutes_ahead_is_invalid",)),
     Rule("gateway/inbound.py", "UnknownEntity", "unit {} never received dossier", NEVER_RECEIVED,
          (f"{TIN}::test_a_receipt_for_a_dossier_never_received_is_unknown_entity",)),
-    # -- `lienthong submit`'s own refusals, before sending (gateway.client) ---------------------
-    Rule("gateway/client.py", "Malformed", "the event is {} bytes", MALFORMED,
+    # -- `lienthong submit`'s own refusals, before sending (lienthong.client) ---------------------
+    Rule("lienthong/client.py", "Malformed", "the event is {} bytes", MALFORMED,
          (f"{TSUB}::test_batches_respect_the_nats_servers_max_payload",)),
-    Rule("gateway/client.py", "Malformed", "each event must be a JSON object", MALFORMED,
+    Rule("lienthong/client.py", "Malformed", "each event must be a JSON object", MALFORMED,
          (f"{TSUB}::test_a_line_that_is_not_one_object_is_never_sent",)),
-    Rule("gateway/client.py", "Malformed", "not valid JSON ({})", MALFORMED,
+    Rule("lienthong/client.py", "Malformed", "not valid JSON ({})", MALFORMED,
          (f"{TSUB}::test_a_line_that_is_not_one_object_is_never_sent",
           f"{TSUB}::test_each_bad_line_is_refused_alone_and_the_rest_answered_in_line_order")),
-    Rule("gateway/client.py", "Malformed", "the batch of {} bytes is larger than the NATS server",
+    Rule("lienthong/client.py", "Malformed", "the batch of {} bytes is larger than the NATS server",
          WHOLE, (f"{TSUB}::test_batches_respect_the_nats_servers_max_payload",)),
-    Rule("gateway/client.py", "Unavailable", "no answer from the gateway", UNAVAILABLE,
+    Rule("lienthong/client.py", "Unavailable", "no answer from the gateway", UNAVAILABLE,
          (f"{HERE}::test_a_submission_nobody_answers_is_unavailable_for_each_event",)),
-    Rule("gateway/client.py", "Unavailable", "the gateway answered {} replies for {} events",
+    Rule("lienthong/client.py", "Unavailable", "the gateway answered {} replies for {} events",
          PER_EVENT, (f"{HERE}::test_a_reply_of_the_wrong_length_is_unavailable_for_each_event",)),
     # -- the forwarder's own retries: never sent to a unit (consumers) --------------------------
-    Rule("consumers/outbox.py", "Unavailable", "the dossier's dossier.received could not be read",
+    Rule("consumers/interconnect/outbox.py", "LogUnavailable",
+         "the dossier's dossier.received could not be read",
          KEEPS_RETRYING,
          (f"{TOUT}::test_an_error_while_translating_a_batch_is_retried_never_fatal",)),
-    Rule("consumers/delivery.py", "Unavailable", "the outbox could not be read", KEEPS_RETRYING,
+    Rule("consumers/interconnect/delivery.py", "LogUnavailable", "the outbox could not be read",
+         KEEPS_RETRYING,
          (f"{TOUT}::test_a_province_down_for_a_while_then_up_gets_everything_once_in_order",
           f"{TOUT}::test_the_forwarder_crashing_mid_delivery_loses_nothing_and_keeps_order")),
 ]  # fmt: skip
@@ -413,7 +421,7 @@ async def test_a_read_the_event_log_answers_with_an_error_is_unavailable(
     js = JetStream(client, 2.0)
     with pytest.raises(Exception, match="could not be read") as raised:
         await js.by_seq(EVENTS_STREAM, 0)  # JetStream answers 408: no such request
-    assert type(raised.value).__name__ == "Unavailable"
+    assert type(raised.value).__name__ == "LogUnavailable"  # the plumbing's, not a reply
     with pytest.raises(Exception, match="could not be read"):
         await js.duplicate_window("NO_SUCH_STREAM")
 
@@ -421,7 +429,17 @@ async def test_a_read_the_event_log_answers_with_an_error_is_unavailable(
 async def test_a_write_nothing_stores_is_unavailable(gateway: Gateway, client: Client) -> None:
     with pytest.raises(Exception, match="not reachable") as raised:
         await JetStream(client, 2.0).publish("not.a.stream", b"{}", {})
-    assert type(raised.value).__name__ == "Unavailable"
+    assert type(raised.value).__name__ == "LogUnavailable"  # the plumbing's, not a reply
+
+
+async def test_an_envelope_the_log_cannot_store_is_unavailable(
+    gateway: Gateway, client: Client
+) -> None:
+    assert (await submit(client, ev.WARD, ev.received("HS-U")))["ok"]
+    await client.jetstream().delete_stream(EVENTS_STREAM)  # nothing can read or store it now
+    result = envelope("result", "HS-U", "52-res-u", outcome="approved",
+                      resolved_at="2021-04-09T09:00:00+07:00")  # fmt: skip
+    assert error_of(await send(client, ev.WARD, result))[0] == "unavailable"
 
 
 async def test_a_submission_nobody_answers_is_unavailable_for_each_event(client: Client) -> None:

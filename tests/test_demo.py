@@ -56,7 +56,7 @@ def test_demo_prints_the_city_april_2021_report_equal_to_the_published_one(
     subprocess_env: dict[str, str],
 ) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "demo"],
+        [sys.executable, "-m", "lienthong.cli", "demo"],
         env=subprocess_env,
         capture_output=True,
         text=True,

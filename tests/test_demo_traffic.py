@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import msgspec
 import pytest
 
-from consumers.demo_traffic import CITY, DemoTraffic, city_units, generate, wire_events
-from consumers.report_rules import ReportBook
+from consumers.reports.report_rules import ReportBook
+from lienthong.demo.traffic import CITY, DemoTraffic, city_units, generate, wire_events
 from schemas import EVENT_DECODER, field_problem
 from schemas.events import (
     Channel,

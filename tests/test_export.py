@@ -14,11 +14,11 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from consumers.export import export, selection
-from gateway import cli
-from gateway.embedded import NatsServer
-from gateway.registry import Level, Registry, RegistryFile, Unit
-from gateway.streams import EVENTS_STREAM
+from consumers.audit.export import export, selection
+from lienthong import cli
+from lienthong.embedded import NatsServer
+from plumbing.streams import EVENTS_STREAM
+from schemas.registry import Level, Registry, RegistryFile, Unit
 from tests import events as ev
 from tests.helpers import GatewayStarter, connected, free_port, submit
 
@@ -139,7 +139,7 @@ async def test_the_command_exports_without_personal_data_and_leaves_the_log_as_i
     started = datetime.now(UTC)
     before_files = os.listdir(tmp_path)
     process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "gateway.cli", "export", "--period", "2021-04"],
+        *[sys.executable, "-m", "lienthong.cli", "export", "--period", "2021-04"],
         *["--unit", ev.CITY, "--output", str(output), "--registry", str(registry_file)],
         *["--nats-url", nats_server.url],
         env=subprocess_env,

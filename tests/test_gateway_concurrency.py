@@ -19,13 +19,13 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from gateway.embedded import NatsServer
-from gateway.jetstream import JetStream
-from gateway.registry import Registry
 from gateway.service import Gateway
-from gateway.settings import NatsSettings, StreamSettings
-from gateway.streams import EVENT_IDS_STREAM, EVENTS_STREAM, REPORTS_STREAM
 from gateway.submit import SubmitService
+from lienthong.embedded import NatsServer
+from plumbing.jetstream import JetStream
+from plumbing.settings import NatsSettings, StreamSettings
+from plumbing.streams import EVENT_IDS_STREAM, EVENTS_STREAM, REPORTS_STREAM
+from schemas.registry import Registry
 from tests import events as ev
 from tests.helpers import (
     WRITE_LOST,

@@ -9,11 +9,12 @@ import pytest
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 
-from gateway.event_log import ORIGIN
-from gateway.inbound import RECORDS_BUCKET, inbound_event_id, record_key
+from gateway.inbound import inbound_event_id
 from gateway.service import Gateway
-from gateway.streams import EVENTS_STREAM
-from gateway.subjects import event_subject, inbound_subject
+from plumbing.headers import ORIGIN
+from plumbing.records import RECORDS_BUCKET, record_key
+from plumbing.streams import EVENTS_STREAM
+from plumbing.subjects import event_subject, inbound_subject
 from schemas.events import Entity
 from tests import events as ev
 from tests import helpers

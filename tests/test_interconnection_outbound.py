@@ -28,7 +28,12 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from consumers.delivery import (
+from consumers.audit.export import export
+from consumers.audit.export import selection as export_selection
+from consumers.audit.history import dossier_history
+from consumers.audit.rebuild import rebuild
+from consumers.audit.verify import verify
+from consumers.interconnect.delivery import (
     DeliveryStatus,
     DeliveryWorker,
     ForwarderSettings,
@@ -37,23 +42,23 @@ from consumers.delivery import (
     resume_parked,
     status_table,
 )
-from consumers.export import export
-from consumers.export import selection as export_selection
-from consumers.forwarder import Forwarder
-from consumers.outbox import DOSSIER_EVENTS, OutboxMessage, OutboxSettings, OutboxTranslator
-from consumers.periods import VN, now_vn
-from consumers.rebuild import rebuild
-from consumers.verify import verify
-from gateway.embedded import NatsServer
-from gateway.event_log import ORIGIN
-from gateway.history import dossier_history
-from gateway.inbound import RECORDS_BUCKET
-from gateway.province_sim import ProvinceSettings, ProvinceSimulator
-from gateway.registry import Registry, RegistryFile
+from consumers.interconnect.forwarder import Forwarder
+from consumers.interconnect.outbox import (
+    DOSSIER_EVENTS,
+    OutboxMessage,
+    OutboxSettings,
+    OutboxTranslator,
+)
 from gateway.service import Gateway
-from gateway.settings import NatsSettings, StreamSettings
-from gateway.streams import EVENTS_STREAM, OUTBOX_STREAM
+from lienthong.demo.province_sim import ProvinceSettings, ProvinceSimulator
+from lienthong.embedded import NatsServer
+from plumbing.headers import ORIGIN
+from plumbing.records import RECORDS_BUCKET
+from plumbing.settings import NatsSettings, StreamSettings
+from plumbing.streams import EVENTS_STREAM, OUTBOX_STREAM
 from schemas.interconnect import Envelope, EnvelopeKind
+from schemas.periods import VN, now_vn
+from schemas.registry import Registry, RegistryFile
 from tests import events as ev
 from tests.helpers import log_size, submit, until
 
@@ -416,7 +421,7 @@ async def test_a_killed_forwarder_process_resumes_after_restart(
         # The killed process's lease expires soon, so the restarted one takes over soon.
         "LIENTHONG_FORWARDER_LEASE_TTL": "2",
     }
-    command = [sys.executable, "-m", "gateway.cli", "serve", "--roles", "forwarder"]
+    command = [sys.executable, "-m", "lienthong.cli", "serve", "--roles", "forwarder"]
     command += ["--nats-url", nats_server.url]
 
     async def serve() -> asyncio.subprocess.Process:
@@ -482,7 +487,7 @@ async def test_one_stuck_dossier_among_a_thousand_holds_back_no_other_then_parks
 
     sim.refuse.clear()  # the province fixes its side; the operator resumes
     resume = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "gateway.cli", "resume-delivery", "--unit", ev.WARD],
+        *[sys.executable, "-m", "lienthong.cli", "resume-delivery", "--unit", ev.WARD],
         *["--dossier", stuck, "--nats-url", nats_server.url],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=asyncio.subprocess.PIPE,
@@ -742,7 +747,7 @@ async def test_the_province_sim_command_asks_for_supplements_when_told(
     nats_server: NatsServer, harness: Harness, unit: Client, subprocess_env: dict[str, str]
 ) -> None:
     await harness.forwarder()
-    command = [sys.executable, "-m", "gateway.cli", "province-sim", "--nats-url", nats_server.url]
+    command = [sys.executable, "-m", "lienthong.cli", "province-sim", "--nats-url", nats_server.url]
     province = await asyncio.create_subprocess_exec(
         *command,
         "--supplement-every",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from nats.aio.client import Client
 
-from gateway.inbound import RECORDS_BUCKET, records_bucket
-from gateway.last_values import kv_values
+from plumbing.last_values import kv_values
+from plumbing.records import RECORDS_BUCKET, records_bucket
 
 
 async def test_every_matching_key_and_only_those_with_their_current_values(client: Client) -> None:

@@ -23,8 +23,8 @@ import structlog
 from nats.aio.client import Client
 from structlog.testing import capture_logs
 
-from gateway import logs
 from gateway.service import Gateway
+from lienthong import logs
 from tests import events as ev
 from tests.helpers import free_port, submit
 
@@ -54,7 +54,7 @@ def personal_submissions() -> list[tuple[str, Any]]:
 
 @pytest.fixture
 def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """The gateway's own logging (gateway.logs, JSON lines) into a buffer; restored after."""
+    """The gateway's own logging (lienthong.logs, JSON lines) into a buffer; restored after."""
     saved = structlog.get_config()
     buffer = io.StringIO()
     monkeypatch.setattr(sys, "stderr", buffer)

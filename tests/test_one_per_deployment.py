@@ -3,7 +3,7 @@ another takes over when it stops or dies.
 
 Two forwarders could interleave a dossier's messages to the province (CONTRACT section 5: each
 dossier's messages in order), and two projectors would take each other's consumer away, so each
-role runs where its lease is held (consumers.lease).
+role runs where its lease is held (plumbing.lease).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from consumers import report_store
-from consumers.delivery import ForwarderSettings
-from consumers.lease import Lease, LeasedPart
-from consumers.outbox import OutboxSettings
-from consumers.projector import ProjectorSettings
-from gateway.embedded import NatsServer
-from gateway.jetstream import JetStream
-from gateway.node import Node
-from gateway.province_sim import ProvinceSettings, ProvinceSimulator
-from gateway.registry import Registry
-from gateway.settings import NatsSettings, StreamSettings
+from consumers.interconnect.delivery import ForwarderSettings
+from consumers.interconnect.outbox import OutboxSettings
+from consumers.reports import report_store
+from consumers.reports.projector import ProjectorSettings
+from lienthong.demo.province_sim import ProvinceSettings, ProvinceSimulator
+from lienthong.embedded import NatsServer
+from lienthong.node import Node
+from plumbing.jetstream import JetStream
+from plumbing.lease import Lease, LeasedPart
+from plumbing.settings import NatsSettings, StreamSettings
+from schemas.registry import Registry
 from tests import events as ev
 from tests.helpers import submit, until
 

@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 import pytest
 
-from consumers.periods import (
+from schemas.periods import (
     VN,
     next_period,
     period_end,

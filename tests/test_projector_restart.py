@@ -17,21 +17,21 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 
-from consumers import report_store
-from consumers.checkpoint import BUCKET as CHECKPOINT_BUCKET
-from consumers.checkpoint import CheckpointStore
-from consumers.demo_traffic import generate
-from consumers.projector import ProjectorSettings, ReportProjector
-from consumers.rebuild import rebuild
-from gateway import connection
-from gateway.client import submit_batch
-from gateway.embedded import NatsServer
-from gateway.jetstream import JetStream
-from gateway.refusals import Unavailable
-from gateway.registry import Registry
+from consumers.audit.rebuild import rebuild
+from consumers.reports import report_store
+from consumers.reports.projector import ProjectorSettings, ReportProjector
 from gateway.service import Gateway
-from gateway.settings import NatsSettings
-from gateway.streams import EVENTS_STREAM, REPORTS_STREAM
+from lienthong.client import submit_batch
+from lienthong.demo.traffic import generate
+from lienthong.embedded import NatsServer
+from plumbing import connection
+from plumbing.checkpoint import BUCKET as CHECKPOINT_BUCKET
+from plumbing.checkpoint import CheckpointStore
+from plumbing.errors import LogUnavailable
+from plumbing.jetstream import JetStream
+from plumbing.settings import NatsSettings
+from plumbing.streams import EVENTS_STREAM, REPORTS_STREAM
+from schemas.registry import Registry
 from schemas.report import Report
 from tests import events as ev
 from tests.helpers import FAST_PROJECTOR, submit
@@ -44,7 +44,7 @@ def projector_process(url: str, env: dict[str, str], log: Path) -> subprocess.Po
 
 def _start(url: str, env: dict[str, str], stderr: BinaryIO) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--roles", "projector"],
+        [sys.executable, "-m", "lienthong.cli", "serve", "--roles", "projector"],
         env={
             **env,
             "LIENTHONG_NATS_URL": url,
@@ -201,7 +201,7 @@ async def test_a_report_the_log_could_not_store_is_published_at_the_next_flush(
     projector: ReportProjector, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_publish = report_store.publish
-    failures = [Unavailable("the event log did not confirm the write in time")]
+    failures = [LogUnavailable("the event log did not confirm the write in time")]
 
     async def publish_failing_once(js: JetStream, report: Report, expected_seq: int) -> int:
         if failures:

@@ -7,8 +7,8 @@ import re
 import sys
 from pathlib import Path
 
-from gateway.embedded import NatsServer
 from gateway.service import Gateway
+from lienthong.embedded import NatsServer
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -11,10 +11,10 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from consumers import report_store
-from consumers.projector import ReportProjector
-from gateway.embedded import NatsServer
-from gateway.jetstream import JetStream
+from consumers.reports import report_store
+from consumers.reports.projector import ReportProjector
+from lienthong.embedded import NatsServer
+from plumbing.jetstream import JetStream
 from schemas.report import Report
 from tests import events as ev
 from tests.helpers import submit
@@ -44,7 +44,7 @@ def run_report(
     server: NatsServer, env: dict[str, str], *args: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "report", "--nats-url", server.url, *args],
+        [sys.executable, "-m", "lienthong.cli", "report", "--nats-url", server.url, *args],
         env=env,
         capture_output=True,
         text=True,

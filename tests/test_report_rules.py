@@ -1,4 +1,4 @@
-"""CONTRACT section 6, rule by rule, against `consumers.report_rules.ReportBook`.
+"""CONTRACT section 6, rule by rule, against `consumers.reports.report_rules.ReportBook`.
 
 Each test is named after the rule it pins down and fails if that rule is broken. The last part
 compares the book with a literal, slow reference computation over random event streams.
@@ -13,7 +13,7 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers.report_rules import ReportBook, rate
+from consumers.reports.report_rules import ReportBook, rate
 from schemas.events import (
     Channel,
     CopyCertified,

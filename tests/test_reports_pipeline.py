@@ -17,14 +17,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers import report_store
-from consumers.projector import ReportProjector
-from gateway import connection
-from gateway.embedded import NatsServer
-from gateway.registry import Registry
+from consumers.reports import report_store
+from consumers.reports.projector import ReportProjector
 from gateway.service import Gateway
-from gateway.settings import NatsSettings, StreamSettings
+from lienthong.embedded import NatsServer
+from plumbing import connection
+from plumbing.settings import NatsSettings, StreamSettings
 from schemas.events import Event
+from schemas.registry import Registry
 from tests.helpers import FAST_PROJECTOR, submit
 from tests.report_reference import Reference, streams
 

@@ -11,17 +11,17 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from consumers import report_store
-from consumers.periods import VN, period_end
-from consumers.projector import ProjectorSettings, ReportProjector
-from consumers.province_view import follow_reports
-from consumers.rebuild import rebuild
-from gateway import connection
-from gateway.jetstream import JetStream
-from gateway.registry import Registry
+from consumers.audit.rebuild import rebuild
+from consumers.reports import report_store
+from consumers.reports.projector import ProjectorSettings, ReportProjector
 from gateway.service import Gateway
-from gateway.settings import NatsSettings
-from gateway.streams import EVENTS_STREAM, REPORTS_STREAM
+from lienthong.demo.province_view import follow_reports
+from plumbing import connection
+from plumbing.jetstream import JetStream
+from plumbing.settings import NatsSettings
+from plumbing.streams import EVENTS_STREAM, REPORTS_STREAM
+from schemas.periods import VN, period_end
+from schemas.registry import Registry
 from tests import events as ev
 from tests.helpers import submit
 
@@ -194,7 +194,7 @@ async def test_province_view_reads_current_reports_then_follows_revisions(
 
 
 def test_delivery_is_read_from_both_reply_subject_forms() -> None:
-    from gateway.jetstream import Delivery, delivery_of
+    from plumbing.jetstream import Delivery, delivery_of
 
     expected = Delivery(seq=42, pending=3, stored_ns=1700000000000000000)
     assert delivery_of("$JS.ACK.ONESTOP_EVENTS.p.1.42.7.1700000000000000000.3") == expected

@@ -12,8 +12,8 @@ from urllib.parse import unquote
 import pytest
 import structlog
 
-from gateway import cli
-from gateway.docs import ASYNCAPI_FILE, SCHEMA_FILE, asyncapi, json_schema, render
+from lienthong import cli
+from lienthong.docs import ASYNCAPI_FILE, SCHEMA_FILE, asyncapi, json_schema, render
 
 # CONTRACT section 3, as written there: each event type and its fields (beyond the common four).
 COMMON = {"type", "event_id", "unit", "occurred_at"}

@@ -11,8 +11,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from gateway.cli import ENVIRONMENT
-from gateway.settings import SettingsError, StreamSettings, data_home, read
+from lienthong.environment import ENVIRONMENT, SettingsError, data_home, read
+from plumbing.settings import StreamSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "deploy").rglob("*.md"))]

@@ -1,7 +1,7 @@
 """`lienthong submit FILE.jsonl --unit U`: one event per line, each line answered on its own.
 
 The command runs as a process against the test's nats-server and an in-process gateway; the
-batching it relies on (`gateway.client.submit_all`) is also checked directly.
+batching it relies on (`lienthong.client.submit_all`) is also checked directly.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pytest
 from nats.aio.client import Client
 from structlog.testing import capture_logs
 
-from gateway.client import BATCH_BYTES, batches, submit_all, submit_batch
-from gateway.embedded import NatsServer
 from gateway.service import Gateway
 from gateway.submit import MAX_BYTES, MAX_EVENTS
+from lienthong.client import BATCH_BYTES, batches, submit_all, submit_batch
+from lienthong.embedded import NatsServer
 from schemas.replies import Accepted, Refused
 from tests import events as ev
 from tests.helpers import log_size
@@ -33,7 +33,7 @@ async def run_submit(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway.cli",
+        "lienthong.cli",
         "submit",
         str(path),
         "--unit",

@@ -11,11 +11,11 @@ import msgspec
 from nats.aio.client import Client
 
 from gateway.intake import NEW_ENTITIES_AT_ONCE
-from gateway.jetstream import JetStream, Outgoing, PubAck
-from gateway.registry import Registry
 from gateway.service import Gateway
-from gateway.settings import NatsSettings
-from gateway.streams import EVENTS_STREAM
+from plumbing.jetstream import JetStream, Outgoing, PubAck
+from plumbing.settings import NatsSettings
+from plumbing.streams import EVENTS_STREAM
+from schemas.registry import Registry
 from tests import events as ev
 from tests.helpers import (
     error_of,

@@ -1,0 +1,761 @@
+"""`lienthong`: the command line of the gateway (serve, submit, schema, report, demo, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import NoReturn
+
+import nats.errors
+from nats.aio.client import Client
+
+from gateway.refusals import Unavailable
+from lienthong import environment, logs
+from lienthong.client import submit_all
+from lienthong.command_errors import USAGE_EXIT, CommandError, denied, explain
+from lienthong.docs import asyncapi, json_schema, render
+from lienthong.node import ROLES, Node
+from lienthong.progress import Progress
+from lienthong.runtime import EMBEDDED_PORT, nats_available
+from plumbing import connection
+from plumbing.errors import LogUnavailable
+from plumbing.settings import NatsSettings
+from schemas.registry import Registry
+from schemas.replies import Accepted, Refused
+
+
+def _nats(args: argparse.Namespace) -> NatsSettings:
+    return environment.nats_settings(getattr(args, "nats_url", None))
+
+
+def _registry(args: argparse.Namespace) -> Registry:
+    path: Path | None = getattr(args, "registry", None)
+    return Registry.load(path)
+
+
+def _known_unit(registry: Registry, unit: str) -> str:
+    if unit not in registry:
+        raise CommandError(
+            f"unit {unit} is not in the registry: check the code, or give the gateway's own "
+            "registry with --registry"
+        )
+    return unit
+
+
+def _period(text: str) -> str:
+    from schemas.periods import period_index
+
+    try:
+        period_index(text)
+    except ValueError as e:
+        raise CommandError(f"--period {text!r} is not a period: give YYYY-MM") from e
+    return text
+
+
+@contextlib.asynccontextmanager
+async def _connected(settings: NatsSettings) -> AsyncIterator[Client]:
+    """A one-shot command's connection, closed however the command ends. A request that timed
+    out because the server refused it a right is said as that refusal: nats-py reports
+    permission violations on the side (`last_error`), and the request only times out."""
+    client = await connection.connect(settings, service=False)
+    try:
+        yield client
+    except (TimeoutError, nats.errors.Error, LogUnavailable, Unavailable) as e:
+        _said_if_denied(client, settings, e)
+        raise
+    finally:
+        await client.close()
+
+
+def _said_if_denied(
+    client: Client, settings: NatsSettings, cause: BaseException | None = None
+) -> None:
+    """CommandError if NATS refused this connection a right (what timed out was refused)."""
+    if denied(client.last_error):
+        raise CommandError(
+            f"permission denied by NATS at {', '.join(settings.servers)}: "
+            f"{client.last_error}; ask the operator for the right"
+        ) from cause
+
+
+async def _reachable(settings: NatsSettings) -> None:
+    """Fail at once, in one line, when a service's NATS is not there at start: a service
+    connection would wait for it for ever, and a wrong URL would look like a hang."""
+    async with _connected(settings):
+        pass
+
+
+async def _until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    # Every setting read, and judged, before anything starts.
+    streams = environment.stream_settings()
+    forwarder = environment.forwarder_settings()
+    projector = environment.projector_settings()
+    sealer = environment.sealer_settings()
+    roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
+    if unknown := sorted(roles - set(ROLES)) or (not roles and ["(none)"]):
+        raise CommandError(
+            f"--roles: no role {', '.join(unknown)}; give some of {', '.join(ROLES)}"
+        )
+
+    async def serve(settings: NatsSettings) -> None:
+        await _reachable(settings)
+        node = Node(
+            settings,
+            streams,
+            registry,
+            roles=roles,
+            forwarder=forwarder,
+            projector=projector,
+            sealer=sealer,
+        )
+        await node.start()
+        print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
+        await _until_signalled()
+        await node.stop()
+
+    store = environment.data_home() / "nats"
+    with nats_available(_nats(args), store_dir=store, port=args.port) as settings:
+        asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    # Bytes, split on newlines only: a bad line is refused on its own, never the whole file,
+    # and a JSON string may hold U+2028 and the like, where str.splitlines would cut it.
+    if args.batch < 1:
+        raise CommandError(f"--batch {args.batch}: give a number of events of 1 or more")
+    data = Path(args.file).read_bytes().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM
+    lines = [(n, line.strip()) for n, line in enumerate(data.split(b"\n"), 1) if line.strip()]
+    settings = _nats(args)
+    if not settings.servers:
+        settings = environment.nats_settings(f"nats://127.0.0.1:{EMBEDDED_PORT}")
+
+    async def submit() -> int:
+        async with _connected(settings) as client:
+            progress = Progress(len(lines), f"submitting as {args.unit}")
+            try:
+                replies = await submit_all(
+                    client,
+                    args.unit,
+                    [line for _, line in lines],
+                    batch_size=args.batch,
+                    on_progress=progress.advance,
+                )
+                _said_if_denied(client, settings)
+            except BaseException:
+                progress.abandon()
+                raise
+            progress.close()
+        accepted = [r for r in replies if isinstance(r, Accepted)]
+        refused = [
+            (n, r) for (n, _), r in zip(lines, replies, strict=True) if isinstance(r, Refused)
+        ]
+        codes = Counter(r.error.code.value for _, r in refused)
+        if refused and codes == {"unknown_unit": len(lines)}:
+            raise CommandError(
+                f"the gateway does not know unit {args.unit}: every event was refused "
+                "unknown_unit (check --unit against the gateway's registry)"
+            )
+        print(
+            f"{len(lines)} events: {sum(not r.duplicate for r in accepted)} accepted, "
+            f"{sum(r.duplicate for r in accepted)} duplicates, {len(refused)} refused"
+            + (f" ({', '.join(f'{c}: {k}' for c, k in sorted(codes.items()))})" if codes else "")
+        )
+        for n, r in refused:
+            field = f" [{r.error.field}]" if r.error.field else ""
+            print(f"  line {n} {r.event_id or '?'}: {r.error.code.value}{field}: {r.error.message}")
+        return 1 if refused else 0
+
+    return asyncio.run(submit())
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from consumers.reports import report_format, report_store
+    from plumbing.jetstream import JetStream
+
+    settings = _command_nats(args)
+    registry = _registry(args)
+    _known_unit(registry, args.unit)
+    _period(args.period)
+
+    async def fetch() -> int:
+        async with _connected(settings) as client:
+            found = await report_store.current_report(
+                JetStream(client, settings.request_timeout), args.unit, args.period
+            )
+        if found is None:
+            print(f"no report for unit {args.unit}, period {args.period}", file=sys.stderr)
+            return 1
+        report = found.report
+        if args.format == "json":
+            sys.stdout.write(report_format.as_json(report))
+        elif args.format == "csv":
+            sys.stdout.write(report_format.as_csv(report))
+        else:
+            name = registry[args.unit].name if args.unit in registry else ""
+            sys.stdout.write(report_format.table(report, name))
+        return 0
+
+    return asyncio.run(fetch())
+
+
+def _command_nats(args: argparse.Namespace) -> NatsSettings:
+    """A one-shot command's settings: the URL given, else the embedded server's port."""
+    settings = _nats(args)
+    if not settings.servers:
+        settings = environment.nats_settings(f"nats://127.0.0.1:{EMBEDDED_PORT}")
+    return settings
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from consumers.audit.operations import describe, operator_actions
+    from consumers.audit.skips import skipped, skips_table
+    from consumers.interconnect.delivery import delivery_status, status_table
+    from schemas.periods import now_vn
+
+    settings = _command_nats(args)
+    registry = _registry(args)
+
+    async def status() -> int:
+        async with _connected(settings) as client:
+            rows = await delivery_status(client)
+            skips = await skipped(client)
+            actions = await operator_actions(client)
+        sys.stdout.write(status_table(rows, registry, now_vn()))
+        sys.stdout.write(skips_table(skips))
+        if actions:
+            print(f"Operator actions ({len(actions)} recorded), the latest:")
+            for action in actions[-RECENT_ACTIONS:]:
+                print(f"  {describe(action)}")
+        return 0
+
+    return asyncio.run(status())
+
+
+RECENT_ACTIONS = 5
+"""How many of the latest operator actions `lienthong status` shows."""
+
+
+def cmd_resume_delivery(args: argparse.Namespace) -> int:
+    from consumers.audit.operations import OperationsLog, Target
+    from consumers.interconnect.delivery import resume_parked
+
+    settings = _command_nats(args)
+    if args.unit is not None:
+        _known_unit(_registry(args), args.unit)
+    command = " ".join(
+        ["resume-delivery"]
+        + ([f"--unit {args.unit}"] if args.unit else [])
+        + ([f"--dossier {args.dossier}"] if args.dossier else [])
+    )
+
+    async def resume() -> int:
+        async with _connected(settings) as client:
+            operations = OperationsLog(client)
+            await operations.ready()  # nothing is changed that could not be recorded
+            resumed = await resume_parked(client, args.unit, args.dossier)
+            action = await operations.record(
+                command,
+                [
+                    Target(unit=r.unit, dossier_id=r.dossier_id, message_id=r.message_id)
+                    for r in resumed
+                ],
+            )
+        for r in resumed:
+            print(f"resumed {r.unit} {r.dossier_id!r} {r.kind.value} {r.message_id}")
+        print(f"{len(resumed)} parked deliveries set back to pending")
+        print(f"recorded as {action.who}'s action at {action.at.isoformat(timespec='seconds')}")
+        return 0
+
+    return asyncio.run(resume())
+
+
+def cmd_province_sim(args: argparse.Namespace) -> int:
+    from lienthong.demo.province_sim import ProvinceSettings, ProvinceSimulator
+
+    settings = _command_nats(args)
+    province = ProvinceSettings(
+        province=args.province,
+        drop_every=args.drop_every,
+        delay=args.delay,
+        down=args.down,
+        results=not args.no_results,
+        supplement_every=args.supplement_every,
+    )
+
+    async def simulate() -> int:
+        await _reachable(settings)
+        client = await connection.connect(settings)
+        sim = ProvinceSimulator(client, province)
+        await sim.start()
+        print(f"province {args.province} listening on {sim.inbox}", file=sys.stderr)
+        try:
+            await _until_signalled()
+        finally:
+            await sim.stop()
+            await client.close()
+        print(" ".join(f"{k}={v}" for k, v in sim.counters().items()))
+        return 0
+
+    return asyncio.run(simulate())
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from consumers.audit.history import dossier_history, render
+
+    settings = _command_nats(args)
+    _known_unit(_registry(args), args.unit)
+
+    async def history() -> int:
+        async with _connected(settings) as client:
+            lines = await dossier_history(client, args.unit, args.dossier)
+        if not lines:
+            print(f"unit {args.unit} has no dossier {args.dossier!r} in the log", file=sys.stderr)
+            return 1
+        sys.stdout.write(render(lines))
+        return 0
+
+    return asyncio.run(history())
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    """Shadow replay: the selected reports rebuilt from the log alone (as they stood at a past
+    moment, with --as-of), each held figure by figure against the revision published (current
+    then). Exit 0 when all are equal, 1 when any differs, 2 on an error. Changes nothing and
+    sends nothing: read-only rights are enough."""
+    from datetime import UTC
+
+    from consumers.audit import rebuild_format
+    from consumers.audit.rebuild import BadSelection, compare, published, rebuild, selection
+    from plumbing.replay import last_seq
+
+    settings = _command_nats(args)
+    registry = _registry(args)
+    try:
+        chosen = selection(registry, args.unit, args.period)
+        moment = _moment(args.as_of) if args.as_of else None
+    except (BadSelection, ValueError) as e:
+        raise CommandError(str(e)) from e
+
+    async def run() -> int:
+        async with _connected(settings) as client:
+            progress = Progress(await last_seq(client), "replaying the log")
+            try:
+                rebuilt = await rebuild(
+                    client,
+                    registry,
+                    stored_by=moment,
+                    on_progress=progress.advance,
+                )
+            except BaseException:
+                progress.abandon()
+                raise
+            progress.close()
+            seen = await published(client, chosen, moment)
+        comparisons = compare(rebuilt.book, seen, moment or datetime.now(UTC), chosen)
+        if args.format == "json":
+            sys.stdout.write(rebuild_format.as_json(comparisons, rebuilt.unreadable, as_of=moment))
+        else:
+            sys.stdout.write(
+                rebuild_format.text(
+                    comparisons,
+                    registry,
+                    rebuilt.unreadable,
+                    as_of=moment,
+                    show_all=args.unit is not None or args.period is not None,
+                )
+            )
+        return 0 if all(c.equal for c in comparisons) else 1
+
+    return asyncio.run(run())
+
+
+def _moment(text: str) -> datetime:
+    """An RFC 3339 moment with its offset; ValueError if it is not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise ValueError(f"--as-of {text!r} is not an RFC 3339 moment") from e
+    if moment.utcoffset() is None:
+        raise ValueError(f"--as-of {text!r} needs an offset (Z or +07:00)")
+    return moment
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Recompute the log's hash chain and hold it against every seal: the city's own, or with
+    --witness the province's copy. Exit 0 intact, 1 altered. Changes nothing."""
+    from nats.js.errors import NotFoundError
+
+    from consumers.audit.verify import first_disagreement, read_seals, verify
+    from consumers.audit.witness import WITNESS_STREAM
+    from plumbing.streams import SEALS_STREAM
+
+    settings = _command_nats(args)
+
+    async def run() -> int:
+        async with contextlib.AsyncExitStack() as stack:
+            client = await stack.enter_async_context(_connected(settings))
+            witness: Client | None = None
+            if args.witness:
+                try:
+                    witness = await stack.enter_async_context(
+                        _connected(NatsSettings(servers=(args.witness,)))
+                    )
+                except (nats.errors.Error, OSError) as e:
+                    raise CommandError(
+                        f"cannot reach the witness at {args.witness}: check --witness"
+                    ) from e
+            stream = (args.witness_stream or WITNESS_STREAM) if witness else SEALS_STREAM
+            result = await verify(client, witness, stream)
+            disagree = None
+            if witness is not None:
+                try:
+                    own, _ = await read_seals(client)
+                except NotFoundError:  # the city's seals are gone altogether
+                    own = []
+                theirs, _ = await read_seals(witness, stream)
+                disagree = first_disagreement(own, theirs)
+        whose = f"the witness's seals ({args.witness}, {stream})" if witness else "its seals"
+        print(
+            f"{result.events} events in the log (last sequence {result.last_seq}), "
+            f"{result.seals} seals checked: the log against {whose}"
+        )
+        for unreadable in result.unreadable:
+            print(unreadable.line())
+        for foreign in result.foreign:
+            print(f"ALTERED: message {foreign.seq} on {foreign.subject}: {foreign.why}")
+        if result.foreign_count > len(result.foreign):
+            print(f"ALTERED: {result.foreign_count} messages not written by the gateway in all")
+        for bad in result.bad_seals:
+            print(f"ALTERED: message {bad.seq} of the seals is {bad.why}")
+        if result.broken_seal_seq is not None:
+            which = "the witness's seal" if witness else "the seal"
+            print(
+                f"ALTERED: the log no longer matches {which} at sequence "
+                f"{result.broken_seal_seq}; it matches seals up to sequence "
+                f"{result.verified_seq} only"
+            )
+        if disagree is not None:
+            print(
+                f"ALTERED: the city's own seals differ from the witness's from the seal at "
+                f"sequence {disagree} on"
+            )
+        if result.gaps:
+            print(f"ALTERED: events missing from the log at sequences {result.gaps[:10]}")
+        intact = result.intact and disagree is None
+        if intact:
+            print(f"intact: the log matches every seal, up to sequence {result.verified_seq}")
+        if result.unsealed:
+            print(f"{result.unsealed} events after the last seal are not sealed yet")
+        return 0 if intact else 1
+
+    return asyncio.run(run())
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    """On the province's server: create the stream that mirrors the city's seals. Idempotent."""
+    from consumers.audit.witness import WITNESS_STREAM, keep_witness
+
+    settings = _command_nats(args)
+    name = args.stream or WITNESS_STREAM
+
+    async def run() -> int:
+        async with _connected(settings) as client:
+            created = await keep_witness(client, args.city_domain, name)
+        state = "created" if created else "already there"
+        print(
+            f"witness stream {name} {state} on {', '.join(settings.servers)}: a mirror of "
+            f"ONESTOP_SEALS in JetStream domain {args.city_domain!r}"
+        )
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a period's events as JSON Lines, without personal data. Changes nothing and
+    sends nothing."""
+    from consumers.audit.export import export, selection
+    from plumbing.replay import Unreadable
+
+    settings = _command_nats(args)
+    try:
+        chosen = selection(_registry(args), args.period, args.unit)
+    except ValueError as e:
+        raise CommandError(str(e)) from e
+    output: Path | None = args.output
+    # Written beside the file and renamed when complete: an export file is never half an export.
+    partial = output.with_name(output.name + ".partial") if output is not None else None
+
+    skipped: list[Unreadable] = []
+
+    def report(unreadable: Unreadable) -> None:  # said at once, and counted at the end
+        skipped.append(unreadable)
+        print(unreadable.line(), file=sys.stderr)
+
+    async def run() -> int:
+        async with _connected(settings) as client:
+            if partial is None:
+                return await export(client, chosen, sys.stdout.buffer, report)
+            with partial.open("wb") as out:
+                return await export(client, chosen, out, report)
+
+    try:
+        count = asyncio.run(run())
+    except BaseException:
+        if partial is not None:  # an export file is whole or not there
+            partial.unlink(missing_ok=True)
+        raise
+    if output is not None and partial is not None:
+        partial.replace(output)
+    sys.stdout.flush()
+    whose = f"unit {args.unit} and every unit below it" if args.unit else "every unit"
+    print(f"exported {count} events of {args.period} (UTC+07:00), {whose}", file=sys.stderr)
+    if skipped:
+        print(
+            f"{len(skipped)} messages of the log are not events and were skipped", file=sys.stderr
+        )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lienthong.demo import month as demo
+
+    if args.log_level == "info":  # the demo's story is its printed output, not the batch logs
+        logs.configure("warning")
+    return demo.main(seed=args.seed, keep=args.keep)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(render(asyncapi() if args.asyncapi else json_schema()))
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, saying a bad argument in one line with where to look, as every other
+    expected failure is said."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_EXIT, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative: give 0 or more")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lienthong", description=__doc__)
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def nats_url(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--nats-url",
+            help="NATS server URL(s), comma-separated (default: $LIENTHONG_NATS_URL, "
+            "else an embedded nats-server)",
+        )
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    nats_url(serve)
+    serve.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
+    serve.add_argument("--port", type=int, default=EMBEDDED_PORT, help="embedded server's port")
+    serve.add_argument(
+        "--roles",
+        default="gateway,projector,forwarder,sealer",
+        help="what this process runs, comma-separated: gateway, projector, forwarder, sealer "
+        "(default: all; the projector, forwarder and sealer run in one process at a time, "
+        "the others stand by)",
+    )
+    serve.set_defaults(run=cmd_serve)
+
+    status = sub.add_parser(
+        "status", help="interconnection: what is waiting for delivery to the province, per unit"
+    )
+    status.add_argument("--registry", type=Path)
+    nats_url(status)
+    status.set_defaults(run=cmd_status)
+
+    resume = sub.add_parser(
+        "resume-delivery", help="retry parked deliveries to the province (all, a unit, a dossier)"
+    )
+    resume.add_argument("--unit")
+    resume.add_argument("--dossier", help="a dossier id (as the unit submitted it)")
+    resume.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
+    nats_url(resume)
+    resume.set_defaults(run=cmd_resume_delivery)
+
+    sim = sub.add_parser("province-sim", help="run a stand-in for the province's system")
+    nats_url(sim)
+    sim.add_argument("--province", default="52", help="province code (default: 52, Bình Định)")
+    sim.add_argument(
+        "--drop-every", type=_positive, default=0, help="leave every Nth request unanswered"
+    )
+    sim.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
+    sim.add_argument("--down", action="store_true", help="answer nothing")
+    sim.add_argument("--no-results", action="store_true", help="send no receipts or results back")
+    sim.add_argument(
+        "--supplement-every",
+        type=_positive,
+        default=0,
+        metavar="N",
+        help="ask for a supplement, before the result, on about one dossier in N (default: none)",
+    )
+    sim.set_defaults(run=cmd_province_sim)
+
+    submit = sub.add_parser("submit", help="submit a file of events (JSON lines) as a unit")
+    submit.add_argument("file", type=Path)
+    submit.add_argument("--unit", required=True)
+    submit.add_argument("--batch", type=int, default=500, help="events per request (1 to 1,000)")
+    nats_url(submit)
+    submit.set_defaults(run=cmd_submit)
+
+    report = sub.add_parser("report", help="print the current report of a unit and period")
+    report.add_argument("--unit", required=True)
+    report.add_argument("--period", required=True, help="YYYY-MM")
+    report.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    report.add_argument("--registry", type=Path)
+    nats_url(report)
+    report.set_defaults(run=cmd_report)
+
+    demo = sub.add_parser("demo", help="a month of Quy Nhơn's traffic, ending in the city's report")
+    demo.add_argument("--seed", type=int, default=2021)
+    demo.add_argument("--keep", type=Path, help="keep the demo's data in this folder")
+    demo.set_defaults(run=cmd_demo)
+
+    history = sub.add_parser("history", help="one dossier's events and interconnection records")
+    history.add_argument("--unit", required=True)
+    history.add_argument("--dossier", required=True)
+    history.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
+    nats_url(history)
+    history.set_defaults(run=cmd_history)
+
+    rebuild = sub.add_parser(
+        "rebuild",
+        help="rebuild reports from the log alone and compare them, figure by figure, with what "
+        "was published (exit 0 equal, 1 differ, 2 error)",
+        description="Shadow replay: rebuild the selected reports from the event log alone, with "
+        "the projector's own rules, print each in the official form with the figures that "
+        "differ from the published revision, and exit 0 when all are equal, 1 when any differs, "
+        "2 on an error. With --as-of, only events stored by then count and each report is held "
+        "against the revision that was current then. Reads only (an ephemeral consumer): "
+        "changes nothing and sends nothing.",
+    )
+    rebuild.add_argument(
+        "--as-of",
+        help="RFC 3339 moment: only events stored by then, against the revision current then",
+    )
+    rebuild.add_argument(
+        "--unit", help="a unit code: its reports (a roll-up when units are below it)"
+    )
+    rebuild.add_argument("--period", help="YYYY-MM: only that period's reports")
+    rebuild.add_argument("--format", choices=["text", "json"], default="text")
+    rebuild.add_argument("--registry", type=Path)
+    nats_url(rebuild)
+    rebuild.set_defaults(run=cmd_rebuild)
+
+    verify = sub.add_parser(
+        "verify",
+        help="check that the event log was not altered: recompute its hash chain against the "
+        "seals in ONESTOP_SEALS, or the province's copy of them (exit 1 if not)",
+    )
+    verify.add_argument(
+        "--witness",
+        metavar="URL",
+        help="the province's nats-server holding its copy of the seals (lienthong witness): "
+        "the log is held against that copy instead of the city's own",
+    )
+    verify.add_argument(
+        "--witness-stream", help="the copy's stream name (default: ONESTOP_SEALS_WITNESS)"
+    )
+    nats_url(verify)
+    verify.set_defaults(run=cmd_verify)
+
+    witness = sub.add_parser(
+        "witness",
+        help="on the province's server: keep a copy of the city's seals (a JetStream mirror "
+        "across a leaf node; see deploy/witness)",
+    )
+    witness.add_argument(
+        "--city-domain", required=True, help="the city's JetStream domain (its jetstream.domain)"
+    )
+    witness.add_argument("--stream", help="the copy's name (default: ONESTOP_SEALS_WITNESS)")
+    nats_url(witness)
+    witness.set_defaults(run=cmd_witness)
+
+    export = sub.add_parser(
+        "export",
+        help="write a period's events as JSON Lines, without the applicant's personal data",
+        description="Write the events of a period (by occurred_at, in UTC+07:00) of a unit and "
+        "every unit below it (default: every unit) as JSON Lines, one "
+        '{"seq", "stored_at", "event"} object per event in log order. Events are written '
+        "without their applicant field: personal data never leaves the log. Reads the log only: "
+        "changes nothing and sends nothing.",
+    )
+    export.add_argument("--period", required=True, help="YYYY-MM")
+    export.add_argument("--unit", help="a unit code: it and every unit below it (default: all)")
+    export.add_argument("--output", type=Path, help="write to this file (default: stdout)")
+    export.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
+    nats_url(export)
+    export.set_defaults(run=cmd_export)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the contract")
+    schema.add_argument("--asyncapi", action="store_true", help="the AsyncAPI document instead")
+    schema.set_defaults(run=cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    top = parser()
+    args, extra = top.parse_known_args(argv)
+    if extra:  # said by the command's own parser, which knows its --help
+        commands = top._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+        commands[args.command].error(  # type: ignore[index]
+            f"unrecognized arguments: {' '.join(extra)}"
+        )
+    logs.configure(args.log_level)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """A parsed command, run; an expected failure said in one line, with exit code 2."""
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        line = explain(e, _servers(args))
+        if line is None:  # not an expected condition: a bug, with its traceback
+            raise
+        print(f"lienthong {args.command}: {line}", file=sys.stderr)
+        return USAGE_EXIT
+    return code
+
+
+def _servers(args: argparse.Namespace) -> tuple[str, ...]:
+    try:
+        return _command_nats(args).servers
+    except Exception:  # a setting that does not parse is not what this message is about
+        return ()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

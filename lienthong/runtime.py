@@ -1,0 +1,31 @@
+"""Where the broker is: the URLs given, or an embedded nats-server started for this run."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+
+from lienthong.embedded import NatsServer
+from plumbing.settings import NatsSettings
+
+EMBEDDED_PORT = 4222
+
+
+@contextlib.contextmanager
+def nats_available(
+    settings: NatsSettings, *, store_dir: Path, port: int = EMBEDDED_PORT
+) -> Iterator[NatsSettings]:
+    """The settings to connect with; with no servers given, an embedded server for the duration."""
+    if settings.servers:
+        yield settings
+        return
+    with NatsServer(store_dir, port=port, name="lienthong-embedded") as server:
+        print(
+            f"embedded nats-server with JetStream at {server.url}, data in {store_dir}",
+            file=sys.stderr,
+        )
+        yield msgspec.structs.replace(settings, servers=(server.url,))
