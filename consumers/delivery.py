@@ -41,9 +41,11 @@ from nats.js.kv import KeyValue
 
 from consumers.outbox import EVENT_SEQ, OutboxSettings
 from consumers.periods import now_vn
+from consumers.transfer_applicant import TransferApplicants
 from gateway import logs
 from gateway.inbound import RECORDS_BUCKET, record_key, records_bucket
 from gateway.jetstream import JetStream, StoredMessage
+from gateway.key_encryption import KekError
 from gateway.last_values import kv_values
 from gateway.refusals import Unavailable
 from gateway.registry import Registry
@@ -239,6 +241,7 @@ class DeliveryWorker:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._records: KeyValue | None = None
+        self._applicants = TransferApplicants(client, self.settings.request_timeout)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -460,9 +463,13 @@ class DeliveryWorker:
             return f"unit {unit} has no province in the registry"
         subject = province_inbox_subject(province.code, unit)
         timeout = self.settings.request_timeout
+        try:
+            data = await self._applicants.opened(head.msg.data, province)
+        except (Unavailable, KekError) as e:
+            return f"the applicant could not be opened: {e}"
         async with self._sem:
             try:
-                reply = await self.client.request(subject, head.msg.data, timeout=timeout)
+                reply = await self.client.request(subject, data, timeout=timeout)
             except nats.errors.NoRespondersError:
                 return f"no responders on {subject}: the province is not listening"
             except TimeoutError:

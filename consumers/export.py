@@ -26,7 +26,7 @@ from gateway.registry import Registry
 from gateway.subjects import EVENTS_PREFIX
 from schemas.events import Event
 
-PERSONAL_FIELDS = frozenset({"applicant"})
+PERSONAL_FIELDS = frozenset({"applicant", "sealed_applicant"})
 """Fields an export leaves out (CONTRACT section 3: the applicant is personal data)."""
 
 

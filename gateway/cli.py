@@ -19,7 +19,7 @@ from nats.aio.client import Client
 from consumers.delivery import ForwarderSettings
 from consumers.projector import ProjectorSettings
 from consumers.sealer import SealerSettings
-from gateway import connection, logs
+from gateway import connection, logs, personal_commands
 from gateway.client import submit_all
 from gateway.command_errors import USAGE_EXIT, CommandError, denied, explain
 from gateway.docs import asyncapi, json_schema, render
@@ -322,7 +322,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         sys.stdout.write(render(lines))
         return 0
 
-    return asyncio.run(history())
+    code = asyncio.run(history())
+    if code == 0 and args.show_personal_data:
+        from gateway.personal_commands import show_personal_data
+
+        return show_personal_data(args, settings)
+    return code
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
@@ -638,6 +643,8 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
     nats_url(history)
     history.set_defaults(run=cmd_history)
+    personal_commands.add_history_option(history)
+    personal_commands.add_commands(sub, nats_url, _command_nats)
 
     rebuild = sub.add_parser(
         "rebuild",

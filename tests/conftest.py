@@ -22,6 +22,16 @@ from gateway.settings import NatsSettings, StreamSettings
 from tests.helpers import FAST_PROJECTOR, SHORT_WINDOW, GatewayStarter
 
 
+@pytest.fixture(autouse=True)
+def lienthong_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test its own LIENTHONG_HOME, so a key-encryption key made under it (gateway
+    .key_encryption) never leaks into another test, nor into the developer's own home."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("LIENTHONG_HOME", str(home))
+    monkeypatch.delenv("LIENTHONG_KEK_DIR", raising=False)
+    return home
+
+
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     with NatsServer(tmp_path / "nats") as server:

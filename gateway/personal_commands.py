@@ -1,0 +1,188 @@
+"""The personal-data commands: `erase` (one dossier, a retention sweep, or a replay after a
+restore), `rotate-kek`, and `history --show-personal-data`. Every expected failure is one plain
+line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from datetime import date, datetime, time
+
+import nats.errors
+from nats.aio.client import Client
+from nats.js.errors import Error as JetStreamError
+
+from consumers.periods import VN
+from gateway import connection
+from gateway.dossier_keys import DossierKeys, KeyStoreError
+from gateway.erasure import NotErasable, NotShown, closed_before, disclose, ensure_streams
+from gateway.erasure import erase as erase_dossier
+from gateway.erasure import replay as replay_erasures
+from gateway.jetstream import JetStream
+from gateway.key_encryption import KekError
+from gateway.refusals import Unavailable
+from gateway.settings import NatsSettings
+
+EXPECTED = (
+    NotErasable,
+    NotShown,
+    KekError,
+    KeyStoreError,
+    Unavailable,
+    nats.errors.Error,
+    JetStreamError,
+    OSError,
+)
+"""What a command says in one line and exits 2 on, never a traceback."""
+
+
+def _run(settings: NatsSettings, work: Callable[[Client, DossierKeys], object]) -> int:
+    async def run() -> int:
+        client = await connection.connect(settings, service=False)
+        try:
+            await ensure_streams(client)
+            keys = DossierKeys(JetStream(client, settings.request_timeout))
+            result = work(client, keys)
+            assert asyncio.iscoroutine(result)
+            code = await result
+            assert isinstance(code, int)
+            return code
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(run())
+    except EXPECTED as e:
+        print(f"lienthong: {str(e) or type(e).__name__}", file=sys.stderr)
+        return 2
+
+
+def _day(text: str) -> datetime:
+    """YYYY-MM-DD as the start of that day in Vietnam (UTC+07:00)."""
+    try:
+        return datetime.combine(date.fromisoformat(text), time(), VN)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def cmd_erase(args: argparse.Namespace, settings: NatsSettings) -> int:
+    modes = sum(bool(m) for m in (args.dossier, args.resolved_before, args.replay))
+    if modes != 1:
+        print(
+            "lienthong erase: give one of --dossier (with --unit), --resolved-before or --replay",
+            file=sys.stderr,
+        )
+        return 2
+    if args.dossier and not args.unit:
+        print("lienthong erase: --dossier needs --unit", file=sys.stderr)
+        return 2
+    if args.dossier and not (args.reason or "").strip():
+        print("lienthong erase: an erasure needs a reason (--reason TEXT)", file=sys.stderr)
+        return 2
+
+    async def one(client: Client, keys: DossierKeys) -> int:
+        if args.dry_run:
+            print(f"would erase the personal data of unit {args.unit}'s dossier {args.dossier!r}")
+            return 0
+        record = await erase_dossier(client, keys, args.unit, args.dossier, args.reason)
+        print(
+            f"erased the personal data of unit {record.unit}'s dossier {record.dossier_id!r} "
+            f"at {record.erased_at.isoformat(timespec='seconds')}, by {record.by}"
+        )
+        return 0
+
+    async def sweep(client: Client, keys: DossierKeys) -> int:
+        before: datetime = args.resolved_before
+        due = await closed_before(client, keys, before, args.unit)
+        whose = f"unit {args.unit}" if args.unit else "every unit"
+        day = before.date().isoformat()
+        if args.dry_run:
+            print(f"{len(due)} dossiers of {whose} closed before {day} would be erased")
+            return 0
+        reason = args.reason or f"retention: closed before {day}"
+        for unit, dossier_id in due:
+            await erase_dossier(client, keys, unit, dossier_id, reason)
+        print(f"erased the personal data of {len(due)} dossiers of {whose} closed before {day}")
+        return 0
+
+    async def replay(client: Client, keys: DossierKeys) -> int:
+        again = await replay_erasures(client, keys)
+        print(f"{again} keys of recorded erasures were found again and destroyed")
+        return 0
+
+    if args.dossier:
+        return _run(settings, one)
+    return _run(settings, sweep if args.resolved_before else replay)
+
+
+def cmd_rotate_kek(args: argparse.Namespace, settings: NatsSettings) -> int:
+    del args
+
+    async def rotate(client: Client, keys: DossierKeys) -> int:
+        keks = keys.keks
+        old = keks.ids()
+        new = keks.new()
+        count = await keys.rewrap_all(new)
+        for kek_id in old:  # every dossier key is under the new one: the old can go
+            keks.destroy(kek_id)
+        print(
+            f"{count} dossier keys rewrapped under key-encryption key {new}; "
+            f"{len(old)} old key-encryption keys destroyed in {keks.directory}"
+        )
+        return 0
+
+    return _run(settings, rotate)
+
+
+def show_personal_data(args: argparse.Namespace, settings: NatsSettings) -> int:
+    """The applicant of `--dossier`, for `history --show-personal-data`; recorded first."""
+
+    async def show(client: Client, keys: DossierKeys) -> int:
+        applicant = await disclose(client, keys, args.unit, args.dossier)
+        print(f"applicant: name={applicant.name or '-'}, id_number={applicant.id_number or '-'}")
+        print("(this disclosure is recorded: history shows who was shown it, and when)")
+        return 0
+
+    return _run(settings, show)
+
+
+def add_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    nats_url: Callable[[argparse.ArgumentParser], None],
+    command_nats: Callable[[argparse.Namespace], NatsSettings],
+) -> None:
+    erase = sub.add_parser(
+        "erase",
+        help="erase applicants' personal data: destroy their dossiers' keys (crypto-shredding)",
+        description="Destroy the key of one dossier (--unit, --dossier, --reason), of every "
+        "dossier closed before a date (--resolved-before, a unit or all; --dry-run says how "
+        "many), or again of every recorded erasure after a store was restored (--replay). "
+        "The event log is untouched; each erasure is recorded (when, by whom, why).",
+    )
+    erase.add_argument("--unit")
+    erase.add_argument("--dossier", help="a dossier id (as the unit submitted it)")
+    erase.add_argument("--reason", help="why (kept with the erasure's record)")
+    erase.add_argument(
+        "--resolved-before", type=_day, metavar="YYYY-MM-DD", help="retention: closed before"
+    )
+    erase.add_argument("--replay", action="store_true", help="after a restore from a backup")
+    erase.add_argument("--dry-run", action="store_true", help="say what would be erased")
+    nats_url(erase)
+    erase.set_defaults(run=lambda a: cmd_erase(a, command_nats(a)))
+
+    rotate = sub.add_parser(
+        "rotate-kek",
+        help="rewrap every dossier key under a new key-encryption key and destroy the old one",
+    )
+    nats_url(rotate)
+    rotate.set_defaults(run=lambda a: cmd_rotate_kek(a, command_nats(a)))
+
+
+def add_history_option(history: argparse.ArgumentParser) -> None:
+    history.add_argument(
+        "--show-personal-data",
+        action="store_true",
+        help="also show the applicant (for a party with that right; recorded as a disclosure)",
+    )
