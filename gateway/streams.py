@@ -171,6 +171,7 @@ def disclosures_config(settings: StreamSettings) -> StreamConfig:
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         num_replicas=settings.replicas,
+        allow_direct=True,
         deny_delete=True,
         deny_purge=True,
     )
