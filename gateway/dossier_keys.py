@@ -151,7 +151,15 @@ class DossierKeys:
 
     async def rewrap_all(self, new_kek: str) -> int:
         """Rewrap every dossier key under KEK `new_kek` (a rotation): a new message per dossier,
-        expecting the old one, then the old one erased. How many keys were rewrapped."""
+        expecting the old one, then the old one erased. Passes are repeated until one finds
+        nothing left under another KEK (a gateway may have made a key under the old one while
+        the pass ran), so the old KEK can then go. How many keys were rewrapped."""
+        total = 0
+        while (count := await self._rewrap_pass(new_kek)) > 0:
+            total += count
+        return total
+
+    async def _rewrap_pass(self, new_kek: str) -> int:
         count = 0
         for subject in await self.subjects():
             msg = await self.js.last_on_subject(KEYS_STREAM, subject)
@@ -165,13 +173,18 @@ class DossierKeys:
             ctx = context(unit, dossier_id)
             plain = self.keks.unwrap(record.kek, record.nonce, record.wrapped, ctx)
             kek, nonce, wrapped = self.keks.wrap(plain, ctx)
-            assert kek == new_kek, "the KEK changed during a rotation"
-            ack = await self.js.publish(
-                subject,
-                _ENCODE(KeyRecord(kek=kek, nonce=nonce, wrapped=wrapped)),
-                {},
-                expected_last_subject_seq=msg.seq,
-            )
+            if kek != new_kek:
+                raise KeyStoreError(f"the KEK changed to {kek} while rotating to {new_kek}")
+            try:
+                ack = await self.js.publish(
+                    subject,
+                    _ENCODE(KeyRecord(kek=kek, nonce=nonce, wrapped=wrapped)),
+                    {},
+                    expected_last_subject_seq=msg.seq,
+                )
+            except WrongLastSequence:
+                count += 1  # erased meanwhile: the next pass looks again
+                continue
             await self._shred_before(subject, ack.seq)
             count += 1
         return count

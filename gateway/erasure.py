@@ -143,10 +143,17 @@ async def _received(js: JetStream, unit: str, dossier_id: str) -> DossierReceive
 
 
 async def erase(
-    client: Client, keys: DossierKeys, unit: str, dossier_id: str, reason: str
+    client: Client,
+    keys: DossierKeys,
+    unit: str,
+    dossier_id: str,
+    reason: str,
+    *,
+    dry_run: bool = False,
 ) -> ErasureRecord:
-    """Record the erasure, then destroy the dossier's key. Raises NotErasable, changing
-    nothing, when there is nothing to erase."""
+    """Record the erasure, then destroy the dossier's key (with `dry_run`, only the record it
+    would be, nothing written). Raises NotErasable, changing nothing, when there is nothing to
+    erase."""
     if not reason.strip():
         raise NotErasable("an erasure needs a reason (--reason): it is kept with the record")
     state = await keys.state(unit, dossier_id)
@@ -174,6 +181,8 @@ async def erase(
         os_user=os_user,
         reason=reason,
     )
+    if dry_run:
+        return record
     await keys.js.publish(erasure_subject(unit, dossier_id), msgspec.json.encode(record), {})
     await keys.erase(unit, dossier_id)
     return record

@@ -39,6 +39,9 @@ class KeyEncryptionKeys:
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = directory or kek_dir()
+        self._keys: dict[str, bytes] = {}
+        """KEKs read so far: a KEK's file never changes while it exists. (`current` is read at
+        each wrap, so a rotation by another process is followed at once.)"""
 
     def current_id(self, *, create: bool = False) -> str:
         """The id of the KEK in use; with `create`, a new one is made when there is none."""
@@ -64,9 +67,12 @@ class KeyEncryptionKeys:
         return kek_id
 
     def _key(self, kek_id: str) -> bytes:
+        if (known := self._keys.get(kek_id)) is not None:
+            return known
         path = self.directory / f"{kek_id}.kek"
         try:
-            return path.read_bytes()
+            key = self._keys[kek_id] = path.read_bytes()
+            return key
         except FileNotFoundError:
             raise KekError(
                 f"key-encryption key {kek_id} is not in {self.directory} (destroyed by a "
@@ -87,6 +93,7 @@ class KeyEncryptionKeys:
 
     def destroy(self, kek_id: str) -> None:
         """Overwrite, then remove, a KEK's file (a rotation's last step)."""
+        self._keys.pop(kek_id, None)
         path = self.directory / f"{kek_id}.kek"
         if path.exists():
             with path.open("r+b") as f:

@@ -83,10 +83,12 @@ def cmd_erase(args: argparse.Namespace, settings: NatsSettings) -> int:
         return 2
 
     async def one(client: Client, keys: DossierKeys) -> int:
+        record = await erase_dossier(
+            client, keys, args.unit, args.dossier, args.reason, dry_run=args.dry_run
+        )
         if args.dry_run:
             print(f"would erase the personal data of unit {args.unit}'s dossier {args.dossier!r}")
             return 0
-        record = await erase_dossier(client, keys, args.unit, args.dossier, args.reason)
         print(
             f"erased the personal data of unit {record.unit}'s dossier {record.dossier_id!r} "
             f"at {record.erased_at.isoformat(timespec='seconds')}, by {record.by}"

@@ -226,6 +226,13 @@ async def test_erasing_twice_or_what_has_no_personal_data_is_answered_plainly(
     await accepted(client, [ev.received("HS-T1", applicant=APPLICANT), ev.received("HS-T2")])
     url = nats_server.url
     base = ["erase", "--unit", ev.WARD, "--reason", "purpose ended"]
+    code, out, _ = await lienthong(url, *base, "--dossier", "HS-T1", "--dry-run")
+    assert code == 0
+    assert out.startswith("would erase")
+    assert await keys_of(client).state(ev.WARD, "HS-T1") is KeyState.PRESENT
+    code, _, err = await lienthong(url, *base, "--dossier", "HS-T2", "--dry-run")
+    assert code == 2
+    assert "no personal data" in err
     assert (await lienthong(url, *base, "--dossier", "HS-T1"))[0] == 0
     code, _, err = await lienthong(url, *base, "--dossier", "HS-T1")
     assert code == 2
