@@ -22,8 +22,9 @@ import msgspec
 import nats.errors
 from nats.aio.client import Client
 
-from gateway.jetstream import JS_API, JetStream, WrongLastSequence
+from gateway.jetstream import JS_API, BatchRefused, JetStream, Outgoing, WrongLastSequence
 from gateway.key_encryption import KEY_BYTES, KeyEncryptionKeys
+from gateway.refusals import Unavailable
 from gateway.streams import KEYS_PREFIX, KEYS_STREAM
 from gateway.subjects import decode_key, encode_key
 
@@ -116,6 +117,24 @@ class DossierKeys:
             if record is not None:
                 return None if record.erased else self._open(record, unit, dossier_id)
         raise KeyStoreError("the dossier's key is being written by many writers at once")
+
+    async def create_all(self, dossiers: list[tuple[str, str]]) -> dict[tuple[str, str], bytes]:
+        """New keys for (unit, dossier_id)s none of which has one, in one atomic write (a large
+        batch of new dossiers: one round trip, not one each). Empty when it did not go through
+        whole (one had a key, or no answer): then each is asked for on its own."""
+        made: dict[tuple[str, str], bytes] = {}
+        outgoing: list[Outgoing] = []
+        for unit, dossier_id in dict.fromkeys(dossiers):
+            key = secrets.token_bytes(KEY_BYTES)
+            kek, nonce, wrapped = self.keks.wrap(key, context(unit, dossier_id))
+            data = _ENCODE(KeyRecord(kek=kek, nonce=nonce, wrapped=wrapped))
+            outgoing.append(Outgoing(key_subject(unit, dossier_id), data, {}, 0))
+            made[(unit, dossier_id)] = key
+        try:
+            await self.js.publish_batch(outgoing)
+        except (BatchRefused, Unavailable):
+            return {}  # none written, or not known: get_or_create reads before it writes
+        return made
 
     async def erase(self, unit: str, dossier_id: str) -> bool:
         """Destroy the dossier's key: a tombstone, then every earlier message deleted with

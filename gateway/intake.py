@@ -101,11 +101,17 @@ class Intake:
         ]
         if not personal:
             return candidates
+        made: dict[tuple[str, str], bytes] = {}
+        if len(personal) >= NEW_ENTITIES_AT_ONCE:
+            dossiers = [(candidates[i].event.unit, candidates[i].event.entity_id) for i in personal]
+            made = await self.keys.create_all(dossiers)
 
         async def sealed(c: Candidate) -> Candidate:
             event = c.event
             assert isinstance(event, DossierReceived)
-            key = await self.keys.get_or_create(event.unit, event.dossier_id)
+            key = made.get((event.unit, event.dossier_id))
+            if key is None:
+                key = await self.keys.get_or_create(event.unit, event.dossier_id)
             stored = sealed_event(event, key)
             return Candidate(stored, ENCODER.encode(stored), c.headers)
 

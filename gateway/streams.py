@@ -146,6 +146,8 @@ def keys_config(settings: StreamSettings) -> StreamConfig:
         # is used: a purge is denied and each subject holds what its writes put there.
         deny_delete=False,
         deny_purge=True,
+        # A large batch's new dossiers get their keys in one atomic write (gateway.intake).
+        allow_atomic=True,
     )
 
 
