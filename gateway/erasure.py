@@ -169,7 +169,7 @@ async def erase(
             raise NotErasable(f"unit {unit} has no dossier {dossier_id!r} in the log")
         raise NotErasable(
             f"unit {unit}'s dossier {dossier_id!r} has no personal data to erase "
-            "(it was received without an applicant)"
+            "(it was received without an applicant, or before applicants were sealed)"
         )
     by, nats_user, os_user = await _party(client)
     record = ErasureRecord(

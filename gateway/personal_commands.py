@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time
 
 import nats.errors
@@ -38,17 +38,12 @@ EXPECTED = (
 """What a command says in one line and exits 2 on, never a traceback."""
 
 
-def _run(settings: NatsSettings, work: Callable[[Client, DossierKeys], object]) -> int:
+def _run(settings: NatsSettings, work: Callable[[Client, DossierKeys], Awaitable[int]]) -> int:
     async def run() -> int:
         client = await connection.connect(settings, service=False)
         try:
             await ensure_streams(client)
-            keys = DossierKeys(JetStream(client, settings.request_timeout))
-            result = work(client, keys)
-            assert asyncio.iscoroutine(result)
-            code = await result
-            assert isinstance(code, int)
-            return code
+            return await work(client, DossierKeys(JetStream(client, settings.request_timeout)))
         finally:
             await client.close()
 
