@@ -1,14 +1,14 @@
 """The personal-data commands: `erase` (one dossier, a retention sweep, or a replay after a
-restore), `rotate-kek`, and `history --show-personal-data`. Every expected failure is one plain
-line and exit code 2."""
+restore), `rotate-kek`, and `history --show-personal-data`. Every expected failure is a
+CommandError or a connection's error, which `lienthong` says in one plain line, exit code 2."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time
+from typing import Any
 
 import nats.errors
 from nats.aio.client import Client
@@ -16,6 +16,7 @@ from nats.js.errors import Error as JetStreamError
 
 from consumers.periods import VN
 from gateway import connection
+from gateway.command_errors import CommandError, denied
 from gateway.dossier_keys import DossierKeys, KeyStoreError
 from gateway.erasure import NotErasable, NotShown, closed_before, disclose, ensure_streams
 from gateway.erasure import erase as erase_dossier
@@ -25,17 +26,9 @@ from gateway.key_encryption import KekError
 from gateway.refusals import Unavailable
 from gateway.settings import NatsSettings
 
-EXPECTED = (
-    NotErasable,
-    NotShown,
-    KekError,
-    KeyStoreError,
-    Unavailable,
-    nats.errors.Error,
-    JetStreamError,
-    OSError,
-)
-"""What a command says in one line and exits 2 on, never a traceback."""
+MINE = (NotErasable, NotShown, KekError, KeyStoreError)
+"""This module's expected failures: said in one line, exit code 2 (gateway.command_errors);
+the connection's own (no server, no right, a time-out) are said there too."""
 
 
 def _run(settings: NatsSettings, work: Callable[[Client, DossierKeys], Awaitable[int]]) -> int:
@@ -44,14 +37,21 @@ def _run(settings: NatsSettings, work: Callable[[Client, DossierKeys], Awaitable
         try:
             await ensure_streams(client)
             return await work(client, DossierKeys(JetStream(client, settings.request_timeout)))
+        except (TimeoutError, nats.errors.Error, JetStreamError, Unavailable) as e:
+            # nats-py reports a permission violation on the side; what timed out was refused.
+            if denied(client.last_error):
+                raise CommandError(
+                    f"permission denied by NATS at {', '.join(settings.servers)}: "
+                    f"{client.last_error}; ask the operator for the right"
+                ) from e
+            raise
         finally:
             await client.close()
 
     try:
         return asyncio.run(run())
-    except EXPECTED as e:
-        print(f"lienthong: {str(e) or type(e).__name__}", file=sys.stderr)
-        return 2
+    except MINE as e:
+        raise CommandError(str(e)) from e
 
 
 def _day(text: str) -> datetime:
@@ -65,17 +65,11 @@ def _day(text: str) -> datetime:
 def cmd_erase(args: argparse.Namespace, settings: NatsSettings) -> int:
     modes = sum(bool(m) for m in (args.dossier, args.resolved_before, args.replay))
     if modes != 1:
-        print(
-            "lienthong erase: give one of --dossier (with --unit), --resolved-before or --replay",
-            file=sys.stderr,
-        )
-        return 2
+        raise CommandError("give one of --dossier (with --unit), --resolved-before or --replay")
     if args.dossier and not args.unit:
-        print("lienthong erase: --dossier needs --unit", file=sys.stderr)
-        return 2
+        raise CommandError("--dossier needs --unit")
     if args.dossier and not (args.reason or "").strip():
-        print("lienthong erase: an erasure needs a reason (--reason TEXT)", file=sys.stderr)
-        return 2
+        raise CommandError("an erasure needs a reason (--reason TEXT)")
 
     async def one(client: Client, keys: DossierKeys) -> int:
         record = await erase_dossier(
@@ -146,7 +140,7 @@ def show_personal_data(args: argparse.Namespace, settings: NatsSettings) -> int:
 
 
 def add_commands(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    sub: argparse._SubParsersAction[Any],
     nats_url: Callable[[argparse.ArgumentParser], None],
     command_nats: Callable[[argparse.Namespace], NatsSettings],
 ) -> None:
