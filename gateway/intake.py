@@ -20,10 +20,14 @@ from gateway.event_index import RELEASED, Claim, Entry, EventIndex
 from gateway.event_log import EventLog
 from gateway.lifecycle import EntityState
 from gateway.refusals import Conflict, Refusal, Unavailable
+from plumbing.dossier_keys import DossierKeys, KeyState, KeyStoreError
 from plumbing.errors import LogUnavailable
 from plumbing.headers import MSG_ID, msg_id
 from plumbing.jetstream import BatchRefused, StoredMessage, WrongLastSequence
+from plumbing.key_encryption import KekError
+from plumbing.personal_data import comparable, sealed_event
 from plumbing.subjects import event_subject
+from schemas.codec import ENCODER, EVENT_DECODER
 from schemas.events import CopyCertified, DocumentIssued, DossierReceived, Event
 from schemas.lifecycle import DossierState
 from schemas.replies import Accepted, Reply
@@ -37,7 +41,8 @@ CREATION_EVENTS = (DossierReceived, DocumentIssued, CopyCertified)
 
 
 class Candidate(msgspec.Struct, frozen=True):
-    """A valid event, its canonical bytes (what is stored, and compared on resend)."""
+    """A valid event, its canonical bytes (what is stored, and compared on resend; with an
+    applicant, the intake seals it first: plumbing.personal_data)."""
 
     event: Event
     body: bytes
@@ -45,13 +50,21 @@ class Candidate(msgspec.Struct, frozen=True):
 
 
 class Intake:
-    def __init__(self, log: EventLog, index: EventIndex) -> None:
+    def __init__(self, log: EventLog, index: EventIndex, keys: DossierKeys | None = None) -> None:
         self.log = log
         self.index = index
+        self.keys = keys or DossierKeys(log.js)
         self.logger = structlog.get_logger("lienthong.intake")
 
     async def record(self, candidates: list[Candidate]) -> list[Reply]:
         replies: list[Reply | None] = [None] * len(candidates)
+        try:
+            candidates = await self._seal(candidates)
+        except Unavailable as u:
+            return [u.reply(c.event.event_id) for c in candidates]
+        except (KeyStoreError, KekError) as failure:  # nothing appended without its seal
+            self.logger.error("intake.sealing_failed", error=str(failure))
+            return [_lost_error().reply(c.event.event_id) for c in candidates]
         by_entity: dict[str, list[int]] = defaultdict(list)
         first_of: dict[str, int] = {}
         repeats: list[tuple[int, int]] = []
@@ -81,6 +94,57 @@ class Intake:
         for i, first in repeats:
             replies[i] = _repeat(replies[first], candidates[first], candidates[i])
         return [r if r is not None else _lost() for r in replies]
+
+    async def _seal(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Every applicant sealed under its dossier's key (made now for a new dossier) before
+        anything is appended: the log never holds one in the clear."""
+        personal = [
+            i
+            for i, c in enumerate(candidates)
+            if isinstance(c.event, DossierReceived) and c.event.applicant is not None
+        ]
+        if not personal:
+            return candidates
+        made: dict[tuple[str, str], bytes] = {}
+        if len(personal) >= NEW_ENTITIES_AT_ONCE:
+            dossiers = [(candidates[i].event.unit, candidates[i].event.entity_id) for i in personal]
+            made = await self.keys.create_all(dossiers)
+
+        async def sealed(c: Candidate) -> Candidate:
+            event = c.event
+            assert isinstance(event, DossierReceived)
+            key = made.get((event.unit, event.dossier_id))
+            if key is None:
+                key = await self.keys.get_or_create(event.unit, event.dossier_id)
+            stored = sealed_event(event, key)
+            return Candidate(stored, ENCODER.encode(stored), c.headers)
+
+        out = list(candidates)
+        done = await asyncio.gather(*(sealed(out[i]) for i in personal))
+        for i, c in zip(personal, done, strict=True):
+            out[i] = c
+        return out
+
+    async def _same(self, stored_data: bytes, c: Candidate) -> bool:
+        """Whether the stored event is the candidate's: the same bytes, or, with a sealed
+        applicant, the same but for the sealing (and for the applicant once it was erased)."""
+        if stored_data == c.body:
+            return True
+        event = c.event
+        if not isinstance(event, DossierReceived):
+            return False
+        try:
+            stored = EVENT_DECODER.decode(stored_data)
+        except msgspec.DecodeError:
+            return False
+        if not isinstance(stored, DossierReceived):
+            return False
+        erased = (
+            stored.sealed_applicant is not None
+            and event.sealed_applicant is None
+            and await self.keys.state(event.unit, event.dossier_id) is KeyState.ERASED
+        )
+        return comparable(stored, erased=erased) == comparable(event, erased=erased)
 
     async def _create_new(
         self, new: list[tuple[str, int]], candidates: list[Candidate], replies: list[Reply | None]
@@ -189,7 +253,7 @@ class Intake:
                 continue
             if result.duplicate:  # caught by JetStream's own window: a resend still in flight
                 stored = await self.log.by_seq(result.seq)
-                if stored is None or stored.data != c.body:
+                if stored is None or not await self._same(stored.data, c):
                     raise _reused(event_id)
                 dup = Accepted(seq=result.seq, duplicate=True, event_id=event_id)
                 return dup, await self.log.entity_state(subject)
@@ -242,7 +306,7 @@ class Intake:
         stored = await self.stored(event.unit, event.event_id, claim)
         if stored is None:
             return None
-        if stored.data != c.body:
+        if not await self._same(stored.data, c):
             raise _reused(event.event_id)
         return Accepted(seq=stored.seq, duplicate=True, event_id=event.event_id)
 
@@ -265,7 +329,7 @@ def _reused(event_id: str) -> Conflict:
 
 def _repeat(first_reply: Reply | None, first: Candidate, again: Candidate) -> Reply:
     event_id = again.event.event_id
-    if first.body != again.body:
+    if comparable(first.event, erased=False) != comparable(again.event, erased=False):
         return _reused(event_id).reply(event_id)
     if isinstance(first_reply, Accepted):
         return Accepted(seq=first_reply.seq, duplicate=True, event_id=event_id)

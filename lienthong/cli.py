@@ -17,14 +17,14 @@ import nats.errors
 from nats.aio.client import Client
 
 from gateway.refusals import Unavailable
-from lienthong import environment, logs
+from lienthong import environment, logs, personal_commands
 from lienthong.client import submit_all
 from lienthong.command_errors import USAGE_EXIT, CommandError, denied, explain
 from lienthong.docs import asyncapi, json_schema, render
 from lienthong.node import ROLES, Node
 from lienthong.progress import Progress
 from lienthong.runtime import EMBEDDED_PORT, nats_available
-from plumbing import connection
+from plumbing import connection, key_encryption
 from plumbing.errors import LogUnavailable
 from plumbing.settings import NatsSettings
 from schemas.registry import Registry
@@ -331,7 +331,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         sys.stdout.write(render(lines))
         return 0
 
-    return asyncio.run(history())
+    code = asyncio.run(history())
+    if code == 0 and args.show_personal_data:
+        from lienthong.personal_commands import show_personal_data
+
+        return show_personal_data(args, settings)
+    return code
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
@@ -647,6 +652,8 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
     nats_url(history)
     history.set_defaults(run=cmd_history)
+    personal_commands.add_history_option(history)
+    personal_commands.add_commands(sub, nats_url, _command_nats)
 
     rebuild = sub.add_parser(
         "rebuild",
@@ -737,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """A parsed command, run; an expected failure said in one line, with exit code 2."""
+    key_encryption.use_directory(environment.kek_dir())
     try:
         code: int = args.run(args)
     except KeyboardInterrupt:

@@ -24,6 +24,12 @@ from plumbing.settings import NatsSettings, StreamSettings
 S = TypeVar("S", bound=msgspec.Struct)
 
 
+def kek_dir() -> Path:
+    """Where the key-encryption keys lie: `LIENTHONG_KEK_DIR`, else `$LIENTHONG_HOME/kek`."""
+    configured = os.environ.get("LIENTHONG_KEK_DIR")
+    return Path(configured) if configured else data_home() / "kek"
+
+
 def data_home() -> Path:
     """Where the embedded nats-server keeps its store when no URL is given."""
     return Path(os.environ.get("LIENTHONG_HOME") or Path.cwd() / ".lienthong")

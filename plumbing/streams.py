@@ -22,6 +22,15 @@ SEALS_SUBJECT = "onestop.seals"
 OPERATIONS_STREAM = "ONESTOP_OPERATIONS"
 """What operators did to the gateway's state, who and when (audit.operations); not events."""
 OPERATIONS_PREFIX = "onestop.operations"
+KEYS_STREAM = "ONESTOP_KEYS"
+"""One key per dossier for its applicant's personal data, wrapped (plumbing.dossier_keys)."""
+KEYS_PREFIX = "onestop.keys"
+ERASURES_STREAM = "ONESTOP_ERASURES"
+"""Erasures of personal data: when, by which party, why (audit.erasure); replayed on restore."""
+ERASURES_PREFIX = "onestop.erasures"
+DISCLOSURES_STREAM = "ONESTOP_DISCLOSURES"
+"""Each time personal data was shown to a party: who, when, which dossier (audit.erasure)."""
+DISCLOSURES_PREFIX = "onestop.disclosures"
 
 
 def event_log_config(settings: StreamSettings) -> StreamConfig:
@@ -123,6 +132,53 @@ def operations_config(settings: StreamSettings) -> StreamConfig:
     )
 
 
+def keys_config(settings: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=KEYS_STREAM,
+        description="lienthong dossier keys, wrapped: erasing one shreds its applicant's data",
+        subjects=[f"{KEYS_PREFIX}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        allow_direct=True,
+        # Not a KV bucket: only a message delete (which erases by default) overwrites a key's
+        # bytes on disk. Purges and per-subject limits only mark messages removed, so neither
+        # is used: a purge is denied and each subject holds what its writes put there.
+        deny_delete=False,
+        deny_purge=True,
+        # A large batch's new dossiers get their keys in one atomic write (gateway.intake).
+        allow_atomic=True,
+    )
+
+
+def erasures_config(settings: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=ERASURES_STREAM,
+        description="lienthong erasures of personal data: when, by whom, why",
+        subjects=[f"{ERASURES_PREFIX}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        allow_direct=True,
+        deny_delete=True,
+        deny_purge=True,
+    )
+
+
+def disclosures_config(settings: StreamSettings) -> StreamConfig:
+    return StreamConfig(
+        name=DISCLOSURES_STREAM,
+        description="lienthong disclosures of personal data: who was shown which dossier, when",
+        subjects=[f"{DISCLOSURES_PREFIX}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=settings.replicas,
+        allow_direct=True,
+        deny_delete=True,
+        deny_purge=True,
+    )
+
+
 async def provision(client: Client, settings: StreamSettings) -> None:
     """Create the streams, or bring an existing stream's editable settings in line."""
     js = client.jetstream()
@@ -133,6 +189,9 @@ async def provision(client: Client, settings: StreamSettings) -> None:
         outbox_config(settings),
         seals_config(settings),
         operations_config(settings),
+        keys_config(settings),
+        erasures_config(settings),
+        disclosures_config(settings),
     ):
         try:
             await js.add_stream(config)

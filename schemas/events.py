@@ -74,6 +74,23 @@ class Applicant(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     __str__ = __repr__
 
 
+class SealedApplicant(msgspec.Struct, frozen=True, kw_only=True):
+    """The applicant as the event log holds it (a compatible extension of CONTRACT section 3):
+    written by the gateway in place of `applicant`, never submitted by a unit.
+
+    `ciphertext` is the applicant's JSON sealed with AES-256-GCM under the dossier's own key
+    (the unit and dossier id as associated data, so it cannot be moved to another dossier);
+    `digest` is an HMAC-SHA256 of the same JSON under that key, so that a resend is compared
+    without decrypting. Destroying the dossier's key (`lienthong erase`) leaves both unreadable
+    and untestable for ever, while the log and its seals stay as they were.
+    """
+
+    alg: Literal["A256GCM"] = "A256GCM"
+    nonce: bytes
+    ciphertext: bytes
+    digest: bytes
+
+
 class EventBase(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     event_id: EntityId
     unit: UnitCode
@@ -101,6 +118,13 @@ class DossierReceived(DossierEvent, frozen=True, kw_only=True, tag="dossier.rece
     due_at: Timestamp
     service_level: ServiceLevel | None = None
     applicant: Applicant | None = None
+    sealed_applicant: Annotated[
+        SealedApplicant | None,
+        msgspec.Meta(
+            description="Extension: in the gateway's log only, in place of `applicant` (sealed "
+            "under the dossier's key); a unit never sends it, and submitting it is refused"
+        ),
+    ] = None
 
 
 class DossierDeadlineChanged(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import TypeAlias
+from typing import Annotated, TypeAlias
 
 import msgspec
 
@@ -15,6 +15,7 @@ from schemas.events import (
     Note,
     Outcome,
     ProcedureCode,
+    SealedApplicant,
     ServiceLevel,
     Timestamp,
     UnitCode,
@@ -52,6 +53,14 @@ class TransferBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     due_at: Timestamp
     to_agency: AgencyCode
     applicant: Applicant | None = None
+    sealed_applicant: Annotated[
+        SealedApplicant | None,
+        msgspec.Meta(
+            description="Extension: in the gateway's outbox only (ciphertext, so an erasure "
+            "reaches a transfer still waiting); opened into `applicant` as it is sent, never "
+            "sent itself"
+        ),
+    ] = None
 
 
 class ResultBody(msgspec.Struct, frozen=True, kw_only=True):

@@ -42,6 +42,12 @@ def field_problem(event: Event, now: datetime) -> FieldProblem | None:
             )
         if event.due_at <= event.occurred_at:
             return FieldProblem("due_at", "due_at must be after occurred_at (the receipt)")
+        if event.sealed_applicant is not None:
+            return FieldProblem(
+                "sealed_applicant",
+                "sealed_applicant is the gateway's own form of the applicant in its log; "
+                "submit the plain applicant object",
+            )
     return None
 
 

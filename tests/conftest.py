@@ -15,11 +15,24 @@ from nats.aio.client import Client
 
 from consumers.reports.projector import ReportProjector
 from gateway.service import Gateway
+from lienthong import environment
 from lienthong.embedded import NatsServer
-from plumbing import connection
+from plumbing import connection, key_encryption
 from plumbing.settings import NatsSettings, StreamSettings
 from schemas.registry import Registry
 from tests.helpers import FAST_PROJECTOR, SHORT_WINDOW, GatewayStarter
+
+
+@pytest.fixture(autouse=True)
+def lienthong_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test its own LIENTHONG_HOME, so a key-encryption key made under it (plumbing
+    .key_encryption) never leaks into another test, nor into the developer's own home."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("LIENTHONG_HOME", str(home))
+    monkeypatch.delenv("LIENTHONG_KEK_DIR", raising=False)
+    # In-process gateways get it as a process of `lienthong` does (lienthong.cli.run).
+    monkeypatch.setattr(key_encryption, "_directory", environment.kek_dir())
+    return home
 
 
 @pytest.fixture

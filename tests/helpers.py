@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -267,3 +268,27 @@ ACK_LOST = faulty_jetstream(
     after=failing_event_writes(LogUnavailable("the event log did not confirm the write in time"))
 )
 """Stores events but loses JetStream's answer, as a timed-out write that did land."""
+
+
+async def lienthong(url: str, *args: str) -> tuple[int, str, str]:
+    """Run a `lienthong` command as an operator would, against `url`, without blocking the
+    test's event loop (an in-process gateway goes on serving): exit code, stdout, stderr.
+    It inherits the test's LIENTHONG_HOME, so it finds the same key-encryption key."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lienthong.cli",
+        *args,
+        "--nats-url",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def files_containing(root: Path, needle: bytes) -> list[Path]:
+    """Every file under `root` whose bytes hold `needle` (a scan of a store on disk)."""
+    return [p for p in sorted(root.rglob("*")) if p.is_file() and needle in p.read_bytes()]

@@ -29,6 +29,8 @@ NO_SERVER: dict[str, list[str]] = {
     "verify": [],
     "witness": ["--city-domain", "city"],
     "export": ["--period", "2021-04"],
+    "erase": ["--unit", "540", "--dossier", "000.00.21.H08-210405-0001", "--reason", "asked"],
+    "rotate-kek": [],
 }
 """Each command that talks to NATS, with arguments that are fine: only the server is missing."""
 
@@ -52,6 +54,9 @@ BAD_ARGUMENTS: list[tuple[str, list[str], str]] = [
     ("export", ["--period", "2021-4"], "2021-4"),
     ("demo", ["--seed", "many"], "invalid int value"),
     ("schema", ["--openapi"], "unrecognized arguments"),
+    ("erase", ["--resolved-before", "2021-13-01"], "'2021-13-01' is not a date"),
+    ("erase", ["--unit", "540", "--dossier", "x"], "needs a reason"),
+    ("rotate-kek", ["--all"], "unrecognized arguments"),
 ]
 
 NO_RIGHTS = """

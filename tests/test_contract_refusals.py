@@ -113,6 +113,7 @@ TIN = "tests/test_interconnection_inbound.py"
 TOUT = "tests/test_interconnection_outbound.py"
 TSUB = "tests/test_submit_command.py"
 TCON = "tests/test_gateway_concurrency.py"
+TPD = "tests/test_personal_data.py"
 HERE = "tests/test_contract_refusals.py"
 
 RULES: list[Rule] = [
@@ -159,6 +160,8 @@ RULES: list[Rule] = [
                   f"{T3}::test_online_with_service_level_2_is_refused_invalid_service_level")),
     Rule("schemas/rules.py", "FieldProblem", "due_at must be after occurred_at", DUE,
          (f"{T3}::test_due_at_not_after_occurred_at_is_refused_invalid_due_at",)),
+    Rule("schemas/rules.py", "FieldProblem", "sealed_applicant is the gateway's own form",
+         INVALID, (f"{TPD}::test_a_unit_cannot_submit_the_sealed_form",)),
     # -- the lifecycle, judged against the entity's history (gateway.lifecycle) -----------------
     Rule("gateway/lifecycle.py", "Conflict", "{} for this id was already accepted",
          ONCE_PER_DOCUMENT, (f"{T3}::test_document_issued_twice_is_refused_conflict",

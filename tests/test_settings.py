@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from lienthong.environment import ENVIRONMENT, SettingsError, data_home, read
+from lienthong.environment import ENVIRONMENT, SettingsError, data_home, kek_dir, read
 from plumbing.settings import StreamSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +21,10 @@ VARIABLE = re.compile(r"LIENTHONG_[A-Z0-9_]+")
 READ: dict[str, tuple[type[msgspec.Struct], dict[str, str]]] = {
     name: (cls, variables) for cls, variables in ENVIRONMENT for name in variables
 }
+
+
+FOLDERS = {"LIENTHONG_HOME", "LIENTHONG_KEK_DIR"}
+"""Read as folders (`data_home`, `kek_dir`), each tested below."""
 
 
 def documented() -> set[str]:
@@ -54,7 +58,7 @@ def test_every_variable_the_documents_name_is_read() -> None:
     for name in sorted(names):
         if name.endswith("_"):  # a family, `LIENTHONG_FORWARDER_<FIELD>`
             assert any(n.startswith(name) for n in READ), name
-        elif name != "LIENTHONG_HOME":
+        elif name not in FOLDERS:
             assert name in READ, f"{name} is documented but nothing reads it"
 
 
@@ -90,3 +94,12 @@ def test_lienthong_home_is_where_the_embedded_server_keeps_its_store(
 ) -> None:
     monkeypatch.setenv("LIENTHONG_HOME", str(tmp_path))
     assert data_home() == tmp_path
+
+
+def test_the_key_encryption_keys_lie_in_lienthong_kek_dir_else_under_the_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LIENTHONG_HOME", str(tmp_path))
+    assert kek_dir() == tmp_path / "kek"
+    monkeypatch.setenv("LIENTHONG_KEK_DIR", str(tmp_path / "keks"))
+    assert kek_dir() == tmp_path / "keks"

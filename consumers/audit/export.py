@@ -26,7 +26,7 @@ from schemas.events import Event
 from schemas.periods import period_index, period_of
 from schemas.registry import Registry
 
-PERSONAL_FIELDS = frozenset({"applicant"})
+PERSONAL_FIELDS = frozenset({"applicant", "sealed_applicant"})
 """Fields an export leaves out (CONTRACT section 3: the applicant is personal data)."""
 
 

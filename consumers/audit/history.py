@@ -2,7 +2,8 @@
 its interconnection records both ways (deliveries to the province, messages from it), and the
 operators' actions on it (consumers.audit.operations).
 
-Personal data is never shown: an applicant is reported only as present.
+Personal data is never shown: an applicant is reported only as present, with its erasures and
+disclosures (consumers.audit.erasure); `--show-personal-data` opens it apart, recorded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 
+from consumers.audit.erasure import personal_data_entries
 from consumers.audit.operations import operator_actions, touching
 from consumers.interconnect.delivery import records_for_dossier
 from plumbing.headers import ORIGIN, ORIGIN_MESSAGE_ID
@@ -38,9 +40,10 @@ class HistoryLine(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _event_detail(event: dict[str, Any], headers: dict[str, str]) -> str:
-    skip = {"type", "event_id", "unit", "occurred_at", "dossier_id", "applicant"}
+    personal = {"applicant", "sealed_applicant"}
+    skip = {"type", "event_id", "unit", "occurred_at", "dossier_id", *personal}
     parts = [f"{k}={v}" for k, v in event.items() if k not in skip and v is not None]
-    if event.get("applicant"):
+    if event.get("applicant") or event.get("sealed_applicant"):
         parts.append("applicant=<personal data, not shown>")
     if headers.get(ORIGIN) == "province":
         parts.append(f"from the province (message {headers.get(ORIGIN_MESSAGE_ID)})")
@@ -97,6 +100,10 @@ async def dossier_history(client: Client, unit: str, dossier_id: str) -> list[Hi
                 detail=f"message_id={inbound.message_id}"
                 + (f", note: {inbound.note}" if inbound.note else ""),
             )
+        )
+    for entry in await personal_data_entries(client, unit, dossier_id):
+        lines.append(
+            HistoryLine(at=entry.at, source="personal data", what=entry.what, detail=entry.detail)
         )
     for action in touching(await operator_actions(client), unit, dossier_id):
         source = "NATS user" if action.nats_user else "OS user"

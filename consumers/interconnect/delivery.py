@@ -39,8 +39,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
 from consumers.interconnect.outbox import EVENT_SEQ, OutboxSettings
+from consumers.interconnect.transfer_applicant import TransferApplicants
 from plumbing.errors import LogUnavailable
 from plumbing.jetstream import JetStream, StoredMessage
+from plumbing.key_encryption import KekError
 from plumbing.last_values import kv_values
 from plumbing.records import (
     RECORDS_BUCKET,
@@ -195,6 +197,7 @@ class DeliveryWorker:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._records: KeyValue | None = None
+        self._applicants = TransferApplicants(client, self.settings.request_timeout)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -416,9 +419,13 @@ class DeliveryWorker:
             return f"unit {unit} has no province in the registry"
         subject = province_inbox_subject(province.code, unit)
         timeout = self.settings.request_timeout
+        try:
+            data = await self._applicants.opened(head.msg.data, province)
+        except (LogUnavailable, KekError) as e:
+            return f"the applicant could not be opened: {e}"
         async with self._sem:
             try:
-                reply = await self.client.request(subject, head.msg.data, timeout=timeout)
+                reply = await self.client.request(subject, data, timeout=timeout)
             except nats.errors.NoRespondersError:
                 return f"no responders on {subject}: the province is not listening"
             except TimeoutError:

@@ -298,7 +298,9 @@ class OutboxTranslator:
             received_at=received.occurred_at,
             due_at=state.due_at,
             to_agency=event.to_agency,
-            applicant=received.applicant if entitled else None,
+            # Sealed still: the delivery worker opens it as it sends (transfer_applicant).
+            sealed_applicant=received.sealed_applicant if entitled else None,
+            applicant=received.applicant if entitled else None,  # a log from before sealing
         )
         return self._message(event, EnvelopeKind.TRANSFER, ENCODER.encode(body), seq)
 
