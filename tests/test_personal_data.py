@@ -387,7 +387,7 @@ async def test_an_entitled_province_gets_the_applicant_before_erasure_and_not_af
 ) -> None:
     from consumers.interconnect.forwarder import Forwarder
     from lienthong.demo.province_sim import ProvinceSettings, ProvinceSimulator
-    from tests.test_interconnection_outbound import FAST
+    from tests.test_contract_5_outbound import FAST
 
     registry = entitled_registry(tmp_path)
     gateway = Gateway(NatsSettings(servers=(nats_server.url,)), StreamSettings(), registry)

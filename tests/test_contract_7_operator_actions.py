@@ -24,7 +24,7 @@ from tests import events as ev
 from tests.helpers import log_size, until
 
 # The interconnection tests' harness (a province stand-in, forwarders) and a unit's connection.
-from tests.test_interconnection_outbound import (  # noqa: F401 (fixtures, found by name)
+from tests.test_contract_5_outbound import (  # noqa: F401 (fixtures, found by name)
     FAST,
     Harness,
     accepted,
