@@ -12,7 +12,6 @@ Events stored from here carry `Lienthong-Origin: province`, so they are never se
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from datetime import UTC, datetime
 
@@ -39,6 +38,7 @@ from plumbing.records import InboundRecord, record_key
 from plumbing.subjects import event_subject
 from schemas.codec import ENCODER, decode_body, field_of, first_non_utf8_byte, plain_message
 from schemas.events import DossierResolved, DossierSupplementRequested, Entity, Event
+from schemas.ids import derived_id
 from schemas.interconnect import INBOUND_KINDS, Envelope, EnvelopeKind, NoteBody, ResultBody
 from schemas.registry import Registry
 from schemas.replies import Accepted
@@ -52,10 +52,7 @@ _ENVELOPE = msgspec.json.Decoder(Envelope)
 
 def inbound_event_id(message_id: str) -> str:
     """The event_id of the event a province message becomes: stable, at most 128 chars."""
-    candidate = f"province:{message_id}"
-    if len(candidate) <= 128:
-        return candidate
-    return "province:sha256:" + hashlib.sha256(message_id.encode()).hexdigest()
+    return derived_id("province", message_id)
 
 
 def decode_envelope(payload: bytes, unit: str, registry: Registry) -> Envelope:

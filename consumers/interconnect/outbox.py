@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import random
 from collections import defaultdict
 
@@ -51,6 +50,7 @@ from schemas.events import (
     Event,
     event_type,
 )
+from schemas.ids import derived_id
 from schemas.interconnect import Envelope, EnvelopeKind, NoteBody, TransferBody
 from schemas.lifecycle import DossierState
 from schemas.periods import now_vn
@@ -59,7 +59,6 @@ from schemas.registry import Registry
 EVENT_SEQ = "Lienthong-Event-Seq"
 """Header of an outbox message: the event-log sequence of the event it was translated from."""
 DOSSIER_EVENTS = "onestop.events.*.dossier.>"
-MAX_MESSAGE_ID = 128
 
 _STATE = msgspec.json.Decoder(DossierState)
 
@@ -79,10 +78,7 @@ def outbox_subject(unit: str, dossier_id: str) -> str:
 
 def message_id(unit: str, event_id: str) -> str:
     """`<unit>:<event_id>`, deterministic; hashed when it would exceed the envelope's 128 chars."""
-    candidate = f"{unit}:{event_id}"
-    if len(candidate) <= MAX_MESSAGE_ID:
-        return candidate
-    return f"{unit}:sha256:{hashlib.sha256(event_id.encode()).hexdigest()}"
+    return derived_id(unit, event_id)
 
 
 def status_note(event: Event) -> str:
