@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 import msgspec
@@ -48,6 +49,24 @@ def read_event(delivery: Delivery, msg: Msg) -> Event | Unreadable:
         return EVENT_DECODER.decode(msg.data)
     except msgspec.DecodeError as e:  # not JSON, or not an event (ValidationError is one too)
         return Unreadable(seq=delivery.seq, subject=msg.subject, why=str(e))
+
+
+async def caught_up(
+    client: Client,
+    position: Callable[[], int],
+    who: str,
+    *,
+    busy: Callable[[], bool] = lambda: False,
+    timeout: float = 60.0,
+) -> None:
+    """Until a reader of the log is at the log's last sequence as it is now (`position()`) and
+    done with it (`busy()` false); TimeoutError naming `who` after `timeout` seconds."""
+    target = (await client.jetstream().stream_info(EVENTS_STREAM)).state.last_seq
+    deadline = time.monotonic() + timeout
+    while position() < target or busy():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{who} at {position()}, log at {target}")
+        await asyncio.sleep(0.05)
 
 
 async def last_seq(client: Client, subject: str = ALL_EVENTS, stream: str = EVENTS_STREAM) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -25,6 +24,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from consumers.audit.log_chain import Chain
 from plumbing.errors import LogUnavailable
 from plumbing.jetstream import JetStream, WrongLastSequence, delivery_of
+from plumbing.replay import caught_up
 from plumbing.streams import EVENTS_STREAM, SEALS_STREAM, SEALS_SUBJECT
 from schemas.periods import now_vn
 from schemas.seal import Seal
@@ -158,10 +158,5 @@ class Sealer:
 
     async def wait_until_current(self, timeout: float = 60.0) -> Seal | None:
         """Until every event now in the log is chained; then seal it (tests, operators)."""
-        target = (await self.client.jetstream().stream_info(EVENTS_STREAM)).state.last_seq
-        deadline = time.monotonic() + timeout
-        while self.chain.seq < target:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"sealer at {self.chain.seq}, log at {target}")
-            await asyncio.sleep(0.05)
+        await caught_up(self.client, lambda: self.chain.seq, "sealer", timeout=timeout)
         return await self.seal()

@@ -30,6 +30,7 @@ from consumers.reports.report_store import Published
 from plumbing.checkpoint import Checkpoint, CheckpointStore
 from plumbing.errors import LogUnavailable
 from plumbing.jetstream import JetStream, WrongLastSequence, delivery_of
+from plumbing.replay import caught_up
 from plumbing.streams import EVENTS_STREAM
 from schemas.codec import EVENT_DECODER
 from schemas.periods import now_vn, period_end
@@ -342,10 +343,10 @@ class ReportProjector:
 
     async def wait_until_current(self, timeout: float = 60.0) -> None:
         """Until every event now in the log is applied and every change is published."""
-        info = await self.client.jetstream().stream_info(EVENTS_STREAM)
-        target = info.state.last_seq
-        deadline = time.monotonic() + timeout
-        while self.seq < target or self._dirty or self._flushing:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"projector at {self.seq}, log at {target}")
-            await asyncio.sleep(0.05)
+        await caught_up(
+            self.client,
+            lambda: self.seq,
+            "projector",
+            busy=lambda: bool(self._dirty or self._flushing),
+            timeout=timeout,
+        )
