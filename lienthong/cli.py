@@ -226,7 +226,7 @@ def _command_nats(args: argparse.Namespace) -> NatsSettings:
 def cmd_status(args: argparse.Namespace) -> int:
     from consumers.audit.operations import describe, operator_actions
     from consumers.audit.skips import skipped, skips_table
-    from consumers.interconnect.delivery import delivery_status, status_table
+    from consumers.interconnect.status import delivery_status, status_table
     from schemas.periods import now_vn
 
     settings = _command_nats(args)
@@ -254,7 +254,7 @@ RECENT_ACTIONS = 5
 
 def cmd_resume_delivery(args: argparse.Namespace) -> int:
     from consumers.audit.operations import OperationsLog, Target
-    from consumers.interconnect.delivery import resume_parked
+    from consumers.interconnect.pending import resume_parked
 
     settings = _command_nats(args)
     if args.unit is not None:

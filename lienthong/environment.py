@@ -16,8 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from consumers.audit.sealer import SealerSettings
-from consumers.interconnect.delivery import ForwarderSettings
-from consumers.interconnect.outbox import OutboxSettings
+from consumers.interconnect.settings import ForwarderSettings, OutboxSettings
 from consumers.reports.projector import ProjectorSettings
 from plumbing.settings import NatsSettings, StreamSettings
 

@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client
 
 from consumers.audit.sealer import Sealer, SealerSettings
-from consumers.interconnect.delivery import ForwarderSettings
 from consumers.interconnect.forwarder import Forwarder
+from consumers.interconnect.settings import ForwarderSettings
 from consumers.reports.projector import ProjectorSettings, ReportProjector
 from gateway.service import Gateway
 from plumbing import connection

@@ -33,27 +33,17 @@ from consumers.audit.export import selection as export_selection
 from consumers.audit.history import dossier_history
 from consumers.audit.rebuild import rebuild
 from consumers.audit.verify import verify
-from consumers.interconnect.delivery import (
-    DeliveryStatus,
-    DeliveryWorker,
-    ForwarderSettings,
-    delivery_status,
-    records_for_dossier,
-    resume_parked,
-    status_table,
-)
+from consumers.interconnect.delivery import DeliveryWorker
 from consumers.interconnect.forwarder import Forwarder
-from consumers.interconnect.outbox import (
-    DOSSIER_EVENTS,
-    OutboxMessage,
-    OutboxSettings,
-    OutboxTranslator,
-)
+from consumers.interconnect.outbox import DOSSIER_EVENTS, OutboxMessage, OutboxTranslator
+from consumers.interconnect.pending import records_for_dossier, resume_parked
+from consumers.interconnect.settings import ForwarderSettings, OutboxSettings
+from consumers.interconnect.status import delivery_status, status_table
 from gateway.service import Gateway
 from lienthong.demo.province_sim import ProvinceSettings, ProvinceSimulator
 from lienthong.embedded import NatsServer
 from plumbing.headers import ORIGIN
-from plumbing.records import RECORDS_BUCKET
+from plumbing.records import RECORDS_BUCKET, DeliveryStatus
 from plumbing.settings import NatsSettings, StreamSettings
 from plumbing.streams import EVENTS_STREAM, OUTBOX_STREAM
 from schemas.interconnect import Envelope, EnvelopeKind

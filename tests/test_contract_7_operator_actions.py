@@ -16,7 +16,7 @@ import pytest
 from nats.aio.client import Client
 
 from consumers.audit.operations import OperationsLog, Target, operator_actions
-from consumers.interconnect.delivery import records_for_dossier
+from consumers.interconnect.pending import records_for_dossier
 from lienthong.embedded import NatsServer
 from plumbing.records import DeliveryStatus
 from plumbing.streams import OPERATIONS_STREAM

@@ -18,8 +18,7 @@ import nats.errors
 import pytest
 from nats.aio.client import Client
 
-from consumers.interconnect.delivery import ForwarderSettings
-from consumers.interconnect.outbox import OutboxSettings
+from consumers.interconnect.settings import ForwarderSettings, OutboxSettings
 from consumers.reports import report_store
 from consumers.reports.projector import ProjectorSettings
 from lienthong.demo.province_sim import ProvinceSettings, ProvinceSimulator

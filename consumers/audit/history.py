@@ -16,7 +16,7 @@ from nats.aio.client import Client
 
 from consumers.audit.erasure import personal_data_entries
 from consumers.audit.operations import operator_actions, touching
-from consumers.interconnect.delivery import records_for_dossier
+from consumers.interconnect.pending import records_for_dossier
 from plumbing.headers import ORIGIN, ORIGIN_MESSAGE_ID
 from plumbing.jetstream import JetStream, StoredMessage
 from plumbing.last_values import kv_values

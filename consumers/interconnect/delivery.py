@@ -15,7 +15,7 @@ nothing else. While a message is held it is kept in progress, so JetStream does 
 
 After `park_after` seconds of failing a message is parked: its record says so, the dossier stops
 (its later messages wait behind it, for order) until `lienthong resume-delivery` sets the record
-back to pending. Records live in the KV bucket ONESTOP_DELIVERIES (`gateway.inbound`) under
+back to pending. Records live in the KV bucket ONESTOP_DELIVERIES (`plumbing.records`) under
 `<unit>.<dossier_key>.out.<message_key>`: they are not unit events and never touch the log.
 """
 
@@ -26,7 +26,6 @@ import contextlib
 import random
 import time
 from collections import OrderedDict
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -38,56 +37,30 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.kv import KeyValue
 
-from consumers.interconnect.outbox import EVENT_SEQ, OutboxSettings
+from consumers.interconnect.envelope_head import HEAD, RECORD, EnvelopeHead, outbound_key
+from consumers.interconnect.outbox import EVENT_SEQ
+from consumers.interconnect.settings import ForwarderSettings
 from consumers.interconnect.transfer_applicant import TransferApplicants
 from plumbing.errors import LogUnavailable
-from plumbing.jetstream import JetStream, StoredMessage
 from plumbing.key_encryption import KekError
-from plumbing.last_values import kv_values
 from plumbing.records import (
-    RECORDS_BUCKET,
     DeliveryRecord,
     DeliveryStatus,
-    record_key,
     records_bucket,
 )
 from plumbing.streams import OUTBOX_PREFIX, OUTBOX_STREAM
-from plumbing.subjects import decode_key, encode_key, province_inbox_subject
-from schemas.interconnect import DeliveryAck, EnvelopeKind
+from plumbing.subjects import province_inbox_subject
+from schemas.interconnect import DeliveryAck
 from schemas.periods import now_vn
 from schemas.registry import Registry
 
-__all__ = [
-    "DeliveryRecord",
-    "DeliveryStatus",
-    "DeliveryWorker",
-    "ForwarderSettings",
-    "PendingDossier",
-    "UnitDeliveryStatus",
-    "delivery_status",
-    "pending_dossiers",
-    "records_for_dossier",
-    "resume_parked",
-]
+__all__ = ["DeliveryWorker", "ForwarderSettings"]
 
 ACKED_MEMORY = 100_000
 """How many acknowledged outbox sequences the worker remembers (to skip a lost ack's leftover)."""
 
 
-_RECORD = msgspec.json.Decoder(DeliveryRecord)
 _ACK = msgspec.json.Decoder(DeliveryAck)
-
-
-class _EnvelopeHead(msgspec.Struct):
-    """The envelope's fields the worker needs; the bytes themselves are sent untouched."""
-
-    message_id: str
-    kind: EnvelopeKind
-    unit: str
-    dossier_id: str
-
-
-_HEAD = msgspec.json.Decoder(_EnvelopeHead)
 
 
 class _StoredSeq(msgspec.Struct):
@@ -108,39 +81,12 @@ class _MsgGet(msgspec.Struct):
 _MSG_GET = msgspec.json.Decoder(_MsgGet)
 
 
-class ForwarderSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """Both outbound stages. Every duration is in seconds."""
-
-    durable: str = "interconnect-delivery"
-    ack_wait: float = 30.0
-    """How long a held message may go without a sign of life before JetStream redelivers it."""
-    first_delay: float = 0.5
-    max_delay: float = 300.0
-    park_after: float = 86_400.0
-    request_timeout: float = 5.0
-    concurrency: int = 64
-    """Requests to the province in flight at once, over all dossiers."""
-    max_ack_pending: int = 20_000
-    fetch_batch: int = 500
-    parked_poll: float = 5.0
-    """How often a parked message's record is read to see whether an operator resumed it."""
-    record_every: float = 30.0
-    """How often a pending record is rewritten with the latest error while retries go on."""
-    lease_ttl: float = 15.0
-    """One forwarder runs per deployment; a standby takes over this long after it died."""
-    outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
-
-
-def outbound_key(unit: str, dossier_id: str, message_id: str) -> str:
-    return record_key(unit, dossier_id, "out", message_id)
-
-
 class _Held:
     """An outbox message in the worker's hands (the newest delivery of it, for acks)."""
 
     __slots__ = ("dossier_id", "event_seq", "kind", "message_id", "msg", "seq", "unit")
 
-    def __init__(self, msg: Msg, head: _EnvelopeHead) -> None:
+    def __init__(self, msg: Msg, head: EnvelopeHead) -> None:
         self.msg = msg
         self.seq: int = msg.metadata.sequence.stream
         self.message_id = head.message_id
@@ -284,7 +230,7 @@ class DeliveryWorker:
             held.msg = msg  # a redelivery of what we hold: keep the newest for acks
             return
         try:
-            head = _HEAD.decode(msg.data)
+            head = HEAD.decode(msg.data)
         except msgspec.DecodeError:
             self.log.error("delivery.undecodable_envelope", seq=seq, subject=msg.subject)
             with contextlib.suppress(nats.errors.Error):
@@ -513,7 +459,7 @@ class DeliveryWorker:
                 if self._stopping.is_set():
                     return None
                 continue
-            return _RECORD.decode(entry.value) if entry.value else None
+            return RECORD.decode(entry.value) if entry.value else None
 
     async def _write(self, record: DeliveryRecord) -> bool:
         """Write a record, retrying until it is stored; False only if the worker stops first.
@@ -537,199 +483,3 @@ class DeliveryWorker:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-
-
-# -- operators: history, status, resume -------------------------------------------------------
-
-
-async def _bucket(client: Client) -> KeyValue | None:
-    try:
-        kv: KeyValue = await client.jetstream().key_value(RECORDS_BUCKET)
-    except nats.js.errors.NotFoundError:
-        return None
-    return kv
-
-
-async def records_for_dossier(client: Client, unit: str, dossier_id: str) -> list[DeliveryRecord]:
-    """The outbound delivery records of one dossier, in the order of the events they came from."""
-    pattern = f"{unit}.{encode_key(dossier_id)}.out.>"
-    records = [_RECORD.decode(v) for v in await kv_values(client, RECORDS_BUCKET, pattern)]
-    records.sort(key=lambda r: r.event_seq)
-    return records
-
-
-class PendingDossier(msgspec.Struct, frozen=True, kw_only=True):
-    """A dossier with messages still owed to the province, and its head's record."""
-
-    unit: str
-    dossier_id: str
-    pending: int
-    oldest_stored_at: datetime
-    head_message_id: str
-    head: DeliveryRecord | None
-
-
-async def pending_dossiers(
-    client: Client, unit: str | None = None, dossier_id: str | None = None, timeout: float = 5.0
-) -> list[PendingDossier]:
-    """Dossiers with messages in the outbox, from its per-subject counts (one read each)."""
-    filter_subject = (
-        f"{OUTBOX_PREFIX}.{unit or '*'}.{encode_key(dossier_id) if dossier_id else '*'}"
-    )
-    counts = await _subject_counts(client, filter_subject, timeout)
-    kv = await _bucket(client)
-    direct = JetStream(client, timeout)
-    gate = asyncio.Semaphore(64)
-
-    async def one(subject: str, count: int) -> PendingDossier | None:
-        async with gate:
-            first = await direct.next_on_subject(OUTBOX_STREAM, subject, 1)
-            if first is None:
-                return None
-            head = _HEAD.decode(first.data)
-            record = None
-            if kv is not None:
-                key = outbound_key(head.unit, head.dossier_id, head.message_id)
-                with contextlib.suppress(nats.js.errors.KeyNotFoundError):
-                    entry = await kv.get(key)
-                    record = _RECORD.decode(entry.value) if entry.value else None
-        _, _, unit_token, key_token = subject.split(".", 3)
-        return PendingDossier(
-            unit=unit_token,
-            dossier_id=decode_key(key_token),
-            pending=count,
-            oldest_stored_at=_stored_at(first),
-            head_message_id=head.message_id,
-            head=record,
-        )
-
-    found = await asyncio.gather(*(one(s, n) for s, n in sorted(counts.items())))
-    return [p for p in found if p is not None]
-
-
-class _SubjectState(msgspec.Struct):
-    subjects: dict[str, int] | None = None
-
-
-class _SubjectPage(msgspec.Struct):
-    total: int = 0
-    state: _SubjectState | None = None
-    error: dict[str, Any] | None = None
-
-
-_SUBJECT_PAGE = msgspec.json.Decoder(_SubjectPage)
-
-
-async def _subject_counts(client: Client, filter_subject: str, timeout: float) -> dict[str, int]:
-    """Messages per outbox subject; paged, as the server sends at most 100,000 per answer."""
-    counts: dict[str, int] = {}
-    while True:
-        request = msgspec.json.encode({"subjects_filter": filter_subject, "offset": len(counts)})
-        reply = await client.request(
-            f"$JS.API.STREAM.INFO.{OUTBOX_STREAM}", request, timeout=timeout
-        )
-        page = _SUBJECT_PAGE.decode(reply.data)
-        if page.error is not None:
-            if page.error.get("err_code") == 10059:  # no outbox yet: nothing owed
-                return {}
-            raise LogUnavailable(f"the outbox could not be read: {page.error.get('description')}")
-        subjects = page.state.subjects if page.state is not None else None
-        if not subjects:
-            return counts
-        counts.update(subjects)
-        if len(counts) >= page.total:
-            return counts
-
-
-def _stored_at(message: StoredMessage) -> datetime:
-    stamp: datetime = msgspec.json.decode(msgspec.json.encode(message.time), type=datetime)
-    return stamp
-
-
-async def resume_parked(
-    client: Client, unit: str | None = None, dossier_id: str | None = None
-) -> list[DeliveryRecord]:
-    """Set parked records back to pending (the worker notices and retries); those resumed."""
-    kv = await _bucket(client)
-    if kv is None:
-        return []
-    resumed: list[DeliveryRecord] = []
-    for p in await pending_dossiers(client, unit, dossier_id):
-        record = p.head
-        if record is None or record.status is not DeliveryStatus.PARKED:
-            continue
-        key = outbound_key(record.unit, record.dossier_id, record.message_id)
-        entry = await kv.get(key)
-        current = _RECORD.decode(entry.value) if entry.value else None
-        if current is None or current.status is not DeliveryStatus.PARKED:
-            continue
-        again = msgspec.structs.replace(current, status=DeliveryStatus.PENDING, resumed_at=now_vn())
-        with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
-            await kv.update(key, msgspec.json.encode(again), last=entry.revision)
-            resumed.append(again)
-    return resumed
-
-
-class UnitDeliveryStatus(msgspec.Struct, frozen=True, kw_only=True):
-    unit: str
-    pending: int
-    dossiers: int
-    oldest_stored_at: datetime
-    parked: int
-    last_error: str | None
-    last_error_at: datetime | None
-
-
-async def delivery_status(client: Client) -> list[UnitDeliveryStatus]:
-    """Per unit: messages owed to the province, the oldest, parked ones, the latest error."""
-    by_unit: dict[str, list[PendingDossier]] = {}
-    for p in await pending_dossiers(client):
-        by_unit.setdefault(p.unit, []).append(p)
-    rows: list[UnitDeliveryStatus] = []
-    for unit, dossiers in sorted(by_unit.items()):
-        heads = [p.head for p in dossiers if p.head is not None]
-        failing = [r for r in heads if r.last_error and r.last_attempt_at]
-        latest = max(failing, key=lambda r: r.last_attempt_at or now_vn(), default=None)
-        rows.append(
-            UnitDeliveryStatus(
-                unit=unit,
-                pending=sum(p.pending for p in dossiers),
-                dossiers=len(dossiers),
-                oldest_stored_at=min(p.oldest_stored_at for p in dossiers),
-                parked=sum(r.status is DeliveryStatus.PARKED for r in heads),
-                last_error=latest.last_error if latest else None,
-                last_error_at=latest.last_attempt_at if latest else None,
-            )
-        )
-    return rows
-
-
-def _age(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    if seconds < 86_400:
-        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86_400}d {seconds % 86_400 // 3600:02d}h"
-
-
-def status_table(rows: list[UnitDeliveryStatus], registry: Registry, now: datetime) -> str:
-    """The plain table `lienthong status` prints."""
-    if not rows:
-        return "Nothing is waiting for delivery to the province.\n"
-    header = f"{'unit':<6} {'name':<28} {'pending':>7} {'dossiers':>8} {'oldest':>9} {'parked':>6}"
-    lines = [header + "  last error", "-" * (len(header) + 12)]
-    for r in rows:
-        name = registry[r.unit].name if r.unit in registry else ""
-        age = _age((now - r.oldest_stored_at).total_seconds())
-        error = "-"
-        if r.last_error:
-            when = r.last_error_at.strftime("%Y-%m-%d %H:%M") if r.last_error_at else ""
-            error = f"{when} {r.last_error}".strip()
-        lines.append(
-            f"{r.unit:<6} {name[:28]:<28} {r.pending:>7} {r.dossiers:>8} {age:>9} {r.parked:>6}"
-            f"  {error}"
-        )
-    return "\n".join(lines) + "\n"

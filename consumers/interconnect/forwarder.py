@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from nats.aio.client import Client
 
-from consumers.interconnect.delivery import DeliveryWorker, ForwarderSettings
+from consumers.interconnect.delivery import DeliveryWorker
 from consumers.interconnect.outbox import OutboxTranslator
+from consumers.interconnect.settings import ForwarderSettings
 from schemas.registry import Registry
 
 

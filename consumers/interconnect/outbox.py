@@ -32,6 +32,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from consumers.audit.skips import OUTBOX, SkipRecorder
+from consumers.interconnect.settings import OutboxSettings
 from plumbing.errors import LogUnavailable
 from plumbing.headers import DOSSIER_STATE, ORIGIN
 from plumbing.jetstream import JetStream
@@ -61,15 +62,6 @@ EVENT_SEQ = "Lienthong-Event-Seq"
 DOSSIER_EVENTS = "onestop.events.*.dossier.>"
 
 _STATE = msgspec.json.Decoder(DossierState)
-
-
-class OutboxSettings(msgspec.Struct, frozen=True, kw_only=True):
-    durable: str = "interconnect-outbox"
-    fetch_batch: int = 500
-    ack_wait: float = 30.0
-    """After a crash, the unacknowledged batch is translated again after this long."""
-    retry_delay: float = 0.5
-    """First delay before retrying a batch that failed (doubles, up to 30 s)."""
 
 
 def outbox_subject(unit: str, dossier_id: str) -> str:
