@@ -180,8 +180,7 @@ async def test_changes_checkpointed_before_they_were_published_are_published_aft
             break
         await asyncio.sleep(0.05)
     await first.checkpoint()
-    assert first._task is not None
-    first._task.cancel()  # killed: no flush, no final checkpoint
+    await first._runner.abort()  # killed: no flush, no final checkpoint
     await first_client.close()
     assert await report_store.current_report(JetStream(client, 5), ev.WARD, "2021-04") is None
 

@@ -9,7 +9,6 @@ moment: recomputing the chain later (`lienthong verify`) shows whether anything 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
 from datetime import datetime
@@ -25,6 +24,7 @@ from consumers.audit.log_chain import Chain
 from plumbing.errors import LogUnavailable
 from plumbing.jetstream import JetStream, WrongLastSequence, delivery_of
 from plumbing.replay import caught_up
+from plumbing.runner import Runner
 from plumbing.streams import EVENTS_STREAM, SEALS_STREAM, SEALS_SUBJECT
 from schemas.periods import now_vn
 from schemas.seal import Seal
@@ -62,8 +62,7 @@ class Sealer:
         self.log = structlog.get_logger("lienthong.sealer")
         self._js = JetStream(client, 10.0)
         self._seal_seq = 0  # the latest seal's own sequence in ONESTOP_SEALS: the next expects it
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._runner = Runner()
 
     async def start(self) -> None:
         if (found := await last_seal(self._js)) is not None:
@@ -84,7 +83,7 @@ class Sealer:
             pending_msgs_limit=100_000,
             pending_bytes_limit=256 * 1024 * 1024,
         )
-        self._task = asyncio.create_task(self._run())
+        self._runner.start(self._run())
         self.log.info("sealer.started", resume_after=self.chain.seq)
 
     async def stop(self) -> None:
@@ -100,9 +99,7 @@ class Sealer:
         self.log.warning("sealer.aborted", sealed=self.sealed)
 
     async def _halt(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
+        await self._runner.stop()
         with contextlib.suppress(nats.errors.Error):
             await self._sub.unsubscribe()
 
@@ -116,12 +113,9 @@ class Sealer:
         self.chain.add(delivery.seq, msg.subject, delivery.stored_ns, msg.headers, msg.data)
 
     async def _run(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._stopping.wait(), timeout=self.settings.interval_seconds
-                )
-            if self._stopping.is_set():
+        while not self._runner.stopping:
+            await self._runner.sleep(self.settings.interval_seconds)
+            if self._runner.stopping:
                 return
             try:
                 await self.seal()

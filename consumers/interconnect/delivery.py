@@ -48,6 +48,7 @@ from plumbing.records import (
     DeliveryStatus,
     records_bucket,
 )
+from plumbing.runner import Runner
 from plumbing.streams import OUTBOX_PREFIX, OUTBOX_STREAM
 from plumbing.subjects import province_inbox_subject
 from schemas.interconnect import DeliveryAck
@@ -140,8 +141,7 @@ class DeliveryWorker:
         self._dossiers: dict[str, _Dossier] = {}
         self._acked: OrderedDict[int, None] = OrderedDict()
         self._sem = asyncio.Semaphore(self.settings.concurrency)
-        self._stopping = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._runner = Runner()
         self._records: KeyValue | None = None
         self._applicants = TransferApplicants(client, self.settings.request_timeout)
 
@@ -165,17 +165,13 @@ class DeliveryWorker:
             ),
         )
         self._sub = await js.pull_subscribe_bind(s.durable, stream=OUTBOX_STREAM)
-        self._tasks = [
-            asyncio.create_task(self._fetch_loop()),
-            asyncio.create_task(self._keepalive_loop()),
-        ]
+        self._runner.start(self._fetch_loop(), self._keepalive_loop())
         self.log.info("delivery.started", durable=s.durable)
 
     async def stop(self, timeout: float | None = None) -> None:
         """Let requests in flight finish (bounded), then leave the rest to the next start."""
-        self._stopping.set()
-        for task in self._tasks:
-            task.cancel()
+        # The loops that take messages end where they are; the dossiers' requests may finish.
+        await self._runner.abort()
         for d in self._dossiers.values():
             d.wake.set()
         dossier_tasks = [d.task for d in self._dossiers.values() if d.task is not None]
@@ -184,18 +180,14 @@ class DeliveryWorker:
             _, late = await asyncio.wait(dossier_tasks, timeout=wait)
             for task in late:
                 task.cancel()
-        await asyncio.gather(*self._tasks, *dossier_tasks, return_exceptions=True)
+        await asyncio.gather(*dossier_tasks, return_exceptions=True)
         with contextlib.suppress(nats.errors.Error):
             await self._sub.unsubscribe()
         self.log.info("delivery.stopped", delivered=self.delivered, held=self.held())
 
     async def abort(self) -> None:
         """Stop at once, mid-request, acknowledging nothing more: what a crash does (tests)."""
-        self._stopping.set()
-        tasks = [*self._tasks, *(d.task for d in self._dossiers.values() if d.task is not None)]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._runner.abort(d.task for d in self._dossiers.values() if d.task is not None)
         with contextlib.suppress(nats.errors.Error):  # a forwarder that lost its lease goes on
             await self._sub.unsubscribe()
 
@@ -205,7 +197,7 @@ class DeliveryWorker:
     # -- taking messages ----------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        while not self._stopping.is_set():
+        while not self._runner.stopping:
             try:
                 msgs = await self._sub.fetch(self.settings.fetch_batch, timeout=1.0)
             except TimeoutError:  # nats-py raises both its own and the builtin one
@@ -255,7 +247,7 @@ class DeliveryWorker:
 
     async def _serve(self, d: _Dossier) -> None:
         try:
-            while d.queue and not self._stopping.is_set():
+            while d.queue and not self._runner.stopping:
                 await self._deliver_head(d, d.queue[min(d.queue)])
         finally:
             d.task = None
@@ -268,7 +260,7 @@ class DeliveryWorker:
         try:
             oldest = await self._oldest_owed(d.subject)
         except LogUnavailable:
-            await self._sleep(s.first_delay)
+            await self._runner.sleep(s.first_delay)
             return
         if oldest is None or oldest > head.seq:
             # Acknowledged already (a redelivery that crossed our ack): nothing to send.
@@ -301,7 +293,7 @@ class DeliveryWorker:
             resumed_at = resumed.resumed_at or now_vn()
         run = 0
         written = time.monotonic()
-        while not self._stopping.is_set():
+        while not self._runner.stopping:
             error = await self._attempt(head)
             run += 1
             attempts += 1
@@ -350,7 +342,7 @@ class DeliveryWorker:
             if run == 1 or time.monotonic() - written >= s.record_every:
                 await self._write(pending)
                 written = time.monotonic()
-            await self._sleep(self._backoff(run))
+            await self._runner.sleep(self._backoff(run))
 
     def _backoff(self, run: int) -> float:
         """Full jitter: uniform in [0, min(max_delay, first_delay * 2^(run-1)))."""
@@ -389,8 +381,8 @@ class DeliveryWorker:
         """Until an operator sets the parked record back to pending; None when stopping."""
         self.parked.add(head.message_id)
         try:
-            while not self._stopping.is_set():
-                await self._sleep(self.settings.parked_poll)
+            while not self._runner.stopping:
+                await self._runner.sleep(self.settings.parked_poll)
                 record = await self._read(head)
                 if record is not None and record.status is not DeliveryStatus.PARKED:
                     self.log.info("delivery.resumed", unit=head.unit, message_id=head.message_id)
@@ -454,9 +446,9 @@ class DeliveryWorker:
                 return None
             except nats.errors.Error as e:
                 self.log.warning("delivery.record_unreadable", error=type(e).__name__)
-                await self._sleep(random.uniform(0, delay))
+                await self._runner.sleep(random.uniform(0, delay))
                 delay = min(delay * 2, self.settings.max_delay)
-                if self._stopping.is_set():
+                if self._runner.stopping:
                     return None
                 continue
             return RECORD.decode(entry.value) if entry.value else None
@@ -475,11 +467,7 @@ class DeliveryWorker:
                 return True
             except nats.errors.Error as e:
                 self.log.warning("delivery.record_unwritable", error=type(e).__name__)
-                if self._stopping.is_set():
+                if self._runner.stopping:
                     return False
-                await self._sleep(random.uniform(0, delay))
+                await self._runner.sleep(random.uniform(0, delay))
                 delay = min(delay * 2, self.settings.max_delay)
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)

@@ -36,6 +36,7 @@ from consumers.interconnect.settings import OutboxSettings
 from plumbing.errors import LogUnavailable
 from plumbing.headers import DOSSIER_STATE, ORIGIN
 from plumbing.jetstream import JetStream
+from plumbing.runner import Runner
 from plumbing.streams import EVENTS_STREAM, OUTBOX_PREFIX
 from plumbing.subjects import encode_key
 from schemas.codec import ENCODER, EVENT_DECODER
@@ -117,8 +118,7 @@ class OutboxTranslator:
         self.published = 0
         self._js = JetStream(client, 10.0)
         self._skips = SkipRecorder(client, OUTBOX, replicas)
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        self._runner = Runner()
 
     async def start(self) -> None:
         js = self.client.jetstream()
@@ -151,36 +151,31 @@ class OutboxTranslator:
         # with the same name updates the editable settings and keeps the position.)
         await js.add_consumer(EVENTS_STREAM, config)
         self._sub = await js.pull_subscribe_bind(self.settings.durable, stream=EVENTS_STREAM)
-        self._task = asyncio.create_task(self._run())
+        self._runner.start(self._run())
         self.log.info("outbox.started", durable=self.settings.durable)
 
     async def stop(self) -> None:
         """Finish the batch at hand (its envelopes published and its events acknowledged)."""
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
+        await self._runner.stop()
         with contextlib.suppress(nats.errors.Error):
             await self._sub.unsubscribe()
         self.log.info("outbox.stopped", seq=self.seq, published=self.published)
 
     async def abort(self) -> None:
         """Stop at once, acknowledging nothing more: what a crash does (tests)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._runner.abort()
         with contextlib.suppress(nats.errors.Error):  # a forwarder that lost its lease goes on
             await self._sub.unsubscribe()
 
     async def _run(self) -> None:
-        while not self._stopping.is_set():
+        while not self._runner.stopping:
             try:
                 msgs = await self._sub.fetch(self.settings.fetch_batch, timeout=0.5)
             except TimeoutError:  # nats-py raises both its own and the builtin one
                 continue
             except nats.errors.Error as e:  # connection trouble: the batch comes back later
                 self.log.warning("outbox.fetch_failed", error=type(e).__name__)
-                await self._sleep(self.settings.retry_delay)
+                await self._runner.sleep(self.settings.retry_delay)
                 continue
             if msgs:  # a pull request that expired empty may come back as []
                 await self._handle(msgs)
@@ -212,12 +207,12 @@ class OutboxTranslator:
                 self.log.warning("outbox.retry", error=type(e).__name__, batch=len(msgs))
             except Exception as e:  # a bug must not end the translator without a word
                 self.log.error("outbox.failed", error=type(e).__name__, batch=len(msgs))
-            if self._stopping.is_set():
+            if self._runner.stopping:
                 return  # unacknowledged: the batch is translated again after a restart
             for msg in msgs[acked:]:  # keep them ours while we wait
                 with contextlib.suppress(nats.errors.Error):
                     await msg.in_progress()
-            await self._sleep(random.uniform(0, delay))
+            await self._runner.sleep(random.uniform(0, delay))
             delay = min(delay * 2, 30.0)
         self.seq = max(msg.metadata.sequence.stream for msg in msgs)
 
@@ -227,10 +222,6 @@ class OutboxTranslator:
         for message in owed:
             by_dossier[message.subject].append(message)
         await asyncio.gather(*(self._publish_in_order(ms) for ms in by_dossier.values()))
-
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     async def _publish_in_order(self, messages: list[OutboxMessage]) -> None:
         for message in messages:

@@ -31,6 +31,7 @@ from plumbing.checkpoint import Checkpoint, CheckpointStore
 from plumbing.errors import LogUnavailable
 from plumbing.jetstream import JetStream, WrongLastSequence, delivery_of
 from plumbing.replay import caught_up
+from plumbing.runner import Runner
 from plumbing.streams import EVENTS_STREAM
 from schemas.codec import EVENT_DECODER
 from schemas.periods import now_vn, period_end
@@ -77,8 +78,7 @@ class ReportProjector:
         self._checkpoints = CheckpointStore(client, self.settings.durable, replicas)
         self._dirty: dict[str, str] = {}  # report unit -> earliest period that may have changed
         self._latest: str | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        self._runner = Runner()
         self._flushing = False
         self._events_since_checkpoint = 0
         self._behind = 0
@@ -113,12 +113,10 @@ class ReportProjector:
             catch_up_to=self._catch_up_to,
             reports=len(self.published),
         )
-        self._task = asyncio.create_task(self._run())
+        self._runner.start(self._run())
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
+        await self._runner.stop()
         await self._sub.unsubscribe()
         if (msg := self._unacked) is not None:
             await msg.ack()
@@ -129,9 +127,7 @@ class ReportProjector:
 
     async def abort(self) -> None:
         """Stop at once, publishing and checkpointing nothing more (another took over)."""
-        self._stopping.set()
-        if self._task is not None:
-            await self._task
+        await self._runner.stop()  # its turn ends at a message: nothing half-applied
         with contextlib.suppress(nats.errors.Error):
             await self._sub.unsubscribe()
         self.log.warning("projector.aborted", seq=self.seq)
@@ -183,7 +179,7 @@ class ReportProjector:
         """Acks, flushes, checkpoints and ticks; events arrive in `_on_event`."""
         s = self.settings
         last_flush = last_checkpoint = last_tick = time.monotonic()
-        while not self._stopping.is_set():
+        while not self._runner.stopping:
             await asyncio.sleep(0.05)
             try:
                 if (msg := self._unacked) is not None:
