@@ -25,6 +25,13 @@ from nats.aio.client import Client
 
 from gateway.refusals import Malformed, Unavailable
 from gateway.registry import Registry
+from gateway.streams import (
+    EVENT_IDS_PREFIX,
+    OPERATIONS_PREFIX,
+    OUTBOX_PREFIX,
+    SEALS_SUBJECT,
+)
+from gateway.subjects import EVENTS_PREFIX, REPORTS_PREFIX
 from gateway.submit import event_id_of, split_submission
 from schemas.codec import ENCODER
 
@@ -33,6 +40,21 @@ RELAY_TIMEOUT = 30.0
 """A relayed batch of 1,000 events may take the site a while; a resend is always safe."""
 
 Handler = Callable[[str, bytes], Awaitable[bytes]]
+
+KEPT_LOCAL = (
+    f"{EVENTS_PREFIX}.>",
+    f"{EVENT_IDS_PREFIX}.>",
+    f"{OUTBOX_PREFIX}.>",
+    f"{REPORTS_PREFIX}.>",
+    SEALS_SUBJECT,
+    f"{OPERATIONS_PREFIX}.>",
+    "$KV.>",
+    "$O.>",
+)
+"""The subjects of the gateway's streams and buckets, which both sides have: the leaf
+connection carries none of them either way, or a stream on one side would also store what is
+published on the other (the city's log the site's appends, one site's log another's). The city
+gets a site's events through the mirror, by the site's JetStream domain API only."""
 
 
 def site_domain(code: str) -> str:
@@ -125,10 +147,17 @@ class SiteServer(msgspec.Struct, frozen=True, kw_only=True):
     def leaf_block(self) -> str:
         """The part that makes a server this site's leaf (also used by the embedded server)."""
         urls = ", ".join(f'"{u}"' for u in self.city_leaf_urls)
-        creds = f', credentials: "{self.leaf_credentials}"' if self.leaf_credentials else ""
+        creds = f'\n      credentials: "{self.leaf_credentials}"' if self.leaf_credentials else ""
+        local = ", ".join(f'"{s}"' for s in KEPT_LOCAL)
         return (
             "leafnodes {\n"
-            f"  reconnect: {self.leaf_reconnect_seconds:g}\n"
-            f"  remotes: [ {{ urls: [{urls}]{creds} }} ]\n"
+            f'  reconnect: "{self.leaf_reconnect_seconds:g}s"\n'
+            "  remotes: [\n"
+            "    {\n"
+            f"      urls: [{urls}]{creds}\n"
+            f"      deny_imports: [{local}]\n"
+            f"      deny_exports: [{local}]\n"
+            "    }\n"
+            "  ]\n"
             "}\n"
         )

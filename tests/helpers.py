@@ -266,3 +266,13 @@ ACK_LOST = faulty_jetstream(
     after=failing_event_writes(Unavailable("the event log did not confirm the write in time"))
 )
 """Stores events but loses JetStream's answer, as a timed-out write that did land."""
+
+
+async def answering(url: str, unit: str) -> bool:
+    """Whether a gateway answers `unit`'s submissions at `url` (an empty batch: nothing stored),
+    e.g. once a gateway has reconnected to a restarted server."""
+    try:
+        async with connected(url) as nc:
+            return await submit(nc, unit, [], timeout=1.0) == []
+    except (nats.errors.Error, OSError):
+        return False

@@ -1,0 +1,253 @@
+"""Issue 13: ward sites that keep working offline, caught up in order and once.
+
+Real nats-servers on loopback: the city's (accepting leaf nodes) and two ward sites, each a leaf
+node of the city's with its own JetStream domain (`site-<code>`), configured as `lienthong site
+init` writes them. A site's link is cut by restarting its server with its leaf remote pointing
+at a port nobody listens on (so the site restarts while cut, and the other site keeps its link).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nats.errors
+import pytest
+from nats.aio.client import Client
+from nats.js.api import DeliverPolicy
+
+from consumers.projector import ReportProjector
+from consumers.rebuild import rebuild
+from consumers.report_store import current_report
+from consumers.site_catchup import SiteCatchUp, mirror_name
+from gateway import connection
+from gateway.embedded import NatsServer
+from gateway.jetstream import JetStream
+from gateway.registry import Registry
+from gateway.service import Gateway
+from gateway.settings import NatsSettings, StreamSettings
+from gateway.sites import SiteServer, site_domain
+from gateway.streams import EVENTS_STREAM
+from tests import events as ev
+from tests.helpers import (
+    FAST_PROJECTOR,
+    SHORT_WINDOW,
+    answering,
+    connected,
+    error_of,
+    free_port,
+    jetstream_remembers,
+    submit,
+    until,
+)
+
+SITE_A = ev.WARD  # 21550
+SITE_B = ev.OTHER_WARD  # 21553
+CATCH_UP = 120.0
+"""Bound on a mirror resuming after a restart (it retries with a backoff of its own)."""
+
+
+def site_registry() -> Registry:
+    units = [
+        msgspec.structs.replace(u, site=True) if u.code in (SITE_A, SITE_B) else u
+        for u in (Registry.load()[c] for c in Registry.load().codes())
+    ]
+    return Registry(units)
+
+
+class Site:
+    """A site's nats-server: linked to the city's leaf port, or cut off (a dead port)."""
+
+    def __init__(self, store: Path, code: str, leaf_port: int) -> None:
+        self.store = store
+        self.code = code
+        self.leaf_port = leaf_port
+        self.port = free_port()
+        self.server = self._server(leaf_port)
+
+    def _server(self, leaf_port: int) -> NatsServer:
+        config = SiteServer(
+            code=self.code,
+            city_leaf_urls=(f"nats-leaf://127.0.0.1:{leaf_port}",),
+            leaf_reconnect_seconds=1,
+        )
+        return NatsServer(
+            self.store,
+            port=self.port,
+            name=f"site-{self.code}",
+            domain=site_domain(self.code),
+            extra_config=config.leaf_block(),
+        )
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def restart(self, *, linked: bool, kill: bool = False) -> None:
+        self.server.kill() if kill else self.server.stop()
+        self.server = self._server(self.leaf_port if linked else free_port())
+        self.server.start()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[NatsServer, Site, Site]]:
+    leaf = free_port()
+    city = NatsServer(
+        tmp_path / "city",
+        port=free_port(),
+        name="city",
+        extra_config=f"leafnodes {{ listen: 127.0.0.1:{leaf} }}\n",
+    )
+    a, b = Site(tmp_path / "a", SITE_A, leaf), Site(tmp_path / "b", SITE_B, leaf)
+    city.start()
+    try:
+        a.server.start()
+        b.server.start()
+        yield city, a, b
+    finally:
+        for server in (a.server, b.server, city):
+            server.stop()
+
+
+async def log_of(client: Client, unit: str) -> list[tuple[str, bytes]]:
+    """(subject, bytes) of a unit's events in a log, in log order."""
+    js = client.jetstream()
+    total = (await js.stream_info(EVENTS_STREAM)).state.messages
+    sub = await js.subscribe(
+        f"onestop.events.{unit}.>",
+        stream=EVENTS_STREAM,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.ALL,
+    )
+    out: list[tuple[str, bytes]] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=1.0)
+            except nats.errors.TimeoutError:
+                break
+            out.append((msg.subject, msg.data))
+            if len(out) >= total:
+                break
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+def per_subject(log: list[tuple[str, bytes]]) -> dict[str, list[bytes]]:
+    by: dict[str, list[bytes]] = {}
+    for subject, data in log:
+        by.setdefault(subject, []).append(data)
+    return by
+
+
+@pytest.fixture
+async def running(
+    world: tuple[NatsServer, Site, Site],
+) -> AsyncIterator[dict[str, Any]]:
+    city, a, b = world
+    registry = site_registry()
+    fast = NatsSettings(request_timeout=2.0)
+    short = StreamSettings(duplicate_window_seconds=SHORT_WINDOW)
+    city_gw = Gateway(msgspec.structs.replace(fast, servers=(city.url,)), short, registry)
+    site_a = Gateway(msgspec.structs.replace(fast, servers=(a.url,)), short, registry, site=SITE_A)
+    site_b = Gateway(msgspec.structs.replace(fast, servers=(b.url,)), short, registry, site=SITE_B)
+    for g in (city_gw, site_a, site_b):
+        await g.start()
+    catch_client = await connection.connect(NatsSettings(servers=(city.url,)))
+    catchup = SiteCatchUp(catch_client, registry)
+    await catchup.start()
+    projector_client = await connection.connect(NatsSettings(servers=(city.url,)))
+    projector = ReportProjector(projector_client, registry, FAST_PROJECTOR)
+    await projector.start()
+    yield {"registry": registry, "catchup": catchup}
+    await projector.stop()
+    await catchup.stop()
+    for g in (site_a, site_b, city_gw):
+        await g.stop()
+    await projector_client.close()
+    await catch_client.close()
+
+
+async def has_all(city: Client, site: Client, unit: str) -> bool:
+    return len(await log_of(city, unit)) == len(await log_of(site, unit))
+
+
+@pytest.mark.timeout(600)
+async def test_a_cut_off_site_keeps_the_contract_and_the_city_catches_up_once_in_order(
+    world: tuple[NatsServer, Site, Site], running: dict[str, Any]
+) -> None:
+    city, a, b = world
+    registry: Registry = running["registry"]
+    async with connected(city.url) as c, connected(a.url) as sa, connected(b.url) as sb:
+        first = ev.received("HS-A-1")
+        assert (await submit(sa, SITE_A, first))["ok"]
+        assert (await submit(sb, SITE_B, ev.received("HS-B-1", unit=SITE_B)))["ok"]
+        await until(lambda: has_all(c, sa, SITE_A), CATCH_UP, "site A's first event at the city")
+        # While linked, the city relays a submission for a site's unit to the site.
+        relayed = ev.received("HS-A-2")
+        assert (await submit(c, SITE_A, relayed))["ok"]
+
+    a.restart(linked=False)  # cut off, and the site restarted
+    await until(lambda: answering(a.url, SITE_A), 30, "site A's gateway back")
+    async with connected(city.url) as c, connected(a.url) as sa, connected(b.url) as sb:
+        # The city never writes the site's entities: it cannot reach the site, so it refuses.
+        cut = await submit(c, SITE_A, ev.received("HS-A-never"))
+        assert error_of(cut) == ("unavailable", None)
+        # The site keeps the contract: new dossiers, a resend, a conflict, a late event.
+        d3 = ev.received("HS-A-3")
+        late = ev.received(
+            "HS-A-late", occurred_at="2021-03-30T09:00:00+07:00", due_at="2021-04-06T17:00:00+07:00"
+        )
+        replies = await submit(sa, SITE_A, [d3, late, ev.dossier_event("resolved", "HS-A-3")])
+        assert all(r["ok"] for r in replies), replies
+        again = await submit(sa, SITE_A, ev.dossier_event("resolved", "HS-A-3"))
+        assert error_of(again)[0] == "conflict"
+        # Longer than the duplicate window, a resend is still a duplicate with its sequence.
+        seq = replies[0]["seq"]
+        await until(lambda: _forgotten(sa, SITE_A, d3["event_id"]), 30, "the window to pass")
+        resent = await submit(sa, SITE_A, d3)
+        assert resent == {"ok": True, "seq": seq, "duplicate": True, "event_id": d3["event_id"]}
+        resent_first = await submit(sa, SITE_A, first)
+        assert resent_first["duplicate"] is True
+        # The other site never lost its link: its events reach the city meanwhile.
+        assert (await submit(sb, SITE_B, ev.received("HS-B-2", unit=SITE_B)))["ok"]
+        await until(lambda: has_all(c, sb, SITE_B), CATCH_UP, "site B, never held up")
+        assert len(await log_of(c, SITE_A)) == 2  # nothing of the cut-off site's new events
+
+    city.stop()  # the city restarts during the outage
+    city.start()
+    await until(lambda: answering(a.url, SITE_A), 30, "site A's gateway")
+    async with connected(a.url) as sa:
+        assert (await submit(sa, SITE_A, ev.dossier_event("result_returned", "HS-A-3")))["ok"]
+    a.restart(linked=True)  # the link returns ...
+    a.restart(linked=True, kill=True)  # ... and the site's server is killed as it does
+    await until(lambda: answering(a.url, SITE_A), 30, "site A's gateway back")
+    async with connected(city.url) as c, connected(a.url) as sa:
+        await until(lambda: has_all(c, sa, SITE_A), CATCH_UP, "site A caught up at the city")
+        city_log, site_log = await log_of(c, SITE_A), await log_of(sa, SITE_A)
+        # Each event once, each dossier's events in the site's order.
+        assert sorted(city_log) == sorted(site_log)
+        assert len(set(city_log)) == len(city_log)
+        assert per_subject(city_log) == per_subject(site_log)
+        # The city's projector counts them as the same events with no outage would be counted,
+        # a closed month (March) revised by the late event.
+        site_book = (await rebuild(sa, registry)).book
+        js = JetStream(c, 5.0)
+        for period in ("2021-03", "2021-04"):
+            expected = site_book.figures(SITE_A, period)
+
+            async def counted(period: str = period, expected: Any = expected) -> bool:
+                found = await current_report(js, SITE_A, period)
+                return found is not None and found.report.figures == expected
+
+            await until(counted, CATCH_UP, f"the city's {period} report of site A")
+        info = await c.jetstream().stream_info(mirror_name(SITE_A))
+        assert info.state.messages == len(site_log)
+
+
+async def _forgotten(client: Client, unit: str, event_id: str) -> bool:
+    subject = f"onestop.events.{unit}.dossier.probe"
+    return not await jetstream_remembers(client, unit, event_id, subject)
