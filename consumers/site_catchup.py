@@ -249,12 +249,19 @@ class SiteCatchUp:
         if not fresh:
             return
         events: list[Candidate] = []
+        refused = 0
         for msg in fresh:
             try:
-                events.append(candidate(msg))
+                c = candidate(msg)
             except msgspec.ValidationError:  # not an event: the site's audits name it
                 self.log.warning("sites.not_an_event", site=site, subject=msg.subject)
-        refused = 0
+                continue
+            if c.event.unit not in self.registry or self.registry.site_of(c.event.unit) != site:
+                # One writer per unit: a site never writes another's entities, nor the city's.
+                refused += 1
+                self.log.error("sites.not_its_unit", site=site, unit=c.event.unit)
+                continue
+            events.append(c)
         while True:
             replies = await self.intake.record(events)
             if not any(

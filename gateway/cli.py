@@ -23,6 +23,7 @@ from gateway.progress import Progress
 from gateway.registry import Registry
 from gateway.runtime import EMBEDDED_PORT, nats_available
 from gateway.settings import NatsSettings, StreamSettings, data_home
+from gateway.site_cli import add_site_commands, add_site_options
 from schemas.replies import Accepted, Refused
 
 
@@ -44,7 +45,14 @@ async def _until_signalled() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.site_cli import embedded_options
+
     registry = _registry(args)
+    try:
+        embedded = embedded_options(args, registry)
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
 
     async def serve(settings: NatsSettings) -> None:
         roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
@@ -56,13 +64,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
             forwarder=ForwarderSettings.from_env(),
             projector=ProjectorSettings.from_env(),
             sealer=SealerSettings.from_env(),
+            site=args.site,
         )
         await node.start()
         print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
         await _until_signalled()
         await node.stop()
 
-    with nats_available(_nats(args), store_dir=data_home() / "nats", port=args.port) as settings:
+    store = data_home() / "nats"
+    with nats_available(
+        _nats(args),
+        store_dir=store,
+        port=args.port,
+        name=embedded.name,
+        domain=embedded.domain,
+        extra_config=embedded.extra_config,
+    ) as settings:
         asyncio.run(serve(settings))
     return 0
 
@@ -522,12 +539,14 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=EMBEDDED_PORT, help="embedded server's port")
     serve.add_argument(
         "--roles",
-        default="gateway,projector,forwarder,sealer",
-        help="what this process runs, comma-separated: gateway, projector, forwarder, sealer "
-        "(default: all; the projector, forwarder and sealer run in one process at a time, "
-        "the others stand by)",
+        default="gateway,projector,forwarder,sealer,sites",
+        help="what this process runs, comma-separated: gateway, projector, forwarder, sealer, "
+        "sites (default: all; all but the gateway run in one process at a time, the others "
+        "stand by; a ward site runs its gateway only)",
     )
+    add_site_options(serve)
     serve.set_defaults(run=cmd_serve)
+    add_site_commands(sub)
 
     status = sub.add_parser(
         "status", help="interconnection: what is waiting for delivery to the province, per unit"

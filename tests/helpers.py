@@ -273,6 +273,7 @@ async def answering(url: str, unit: str) -> bool:
     e.g. once a gateway has reconnected to a restarted server."""
     try:
         async with connected(url) as nc:
-            return await submit(nc, unit, [], timeout=1.0) == []
+            replies: list[Any] = await submit(nc, unit, [], timeout=1.0)
+            return replies == []
     except (nats.errors.Error, OSError):
         return False
