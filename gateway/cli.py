@@ -169,6 +169,7 @@ def _command_nats(args: argparse.Namespace) -> NatsSettings:
 def cmd_status(args: argparse.Namespace) -> int:
     from consumers.delivery import delivery_status, status_table
     from consumers.periods import now_vn
+    from consumers.site_status import site_lags, sites_table
     from consumers.skips import skipped, skips_table
     from gateway.operations import describe, operator_actions
 
@@ -181,10 +182,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             rows = await delivery_status(client)
             skips = await skipped(client)
             actions = await operator_actions(client)
+            lags = await site_lags(client, registry)
         finally:
             await client.close()
         sys.stdout.write(status_table(rows, registry, now_vn()))
         sys.stdout.write(skips_table(skips))
+        sys.stdout.write(sites_table(lags, registry, now_vn()))
         if actions:
             print(f"Operator actions ({len(actions)} recorded), the latest:")
             for action in actions[-RECENT_ACTIONS:]:

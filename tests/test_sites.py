@@ -8,7 +8,12 @@ at a port nobody listens on (so the site restarts while cut, and the other site 
 
 from __future__ import annotations
 
+import asyncio
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +27,11 @@ from consumers.projector import ReportProjector
 from consumers.rebuild import rebuild
 from consumers.report_store import current_report
 from consumers.site_catchup import SiteCatchUp, mirror_name
+from consumers.site_status import SiteLag, site_lags
 from gateway import connection
 from gateway.embedded import NatsServer
 from gateway.jetstream import JetStream
-from gateway.registry import Registry
+from gateway.registry import Registry, RegistryFile
 from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
 from gateway.sites import SiteServer, site_domain
@@ -55,6 +61,10 @@ def site_registry() -> Registry:
         for u in (Registry.load()[c] for c in Registry.load().codes())
     ]
     return Registry(units)
+
+
+def registry_json(registry: Registry) -> bytes:
+    return msgspec.json.encode(RegistryFile(units=[registry[c] for c in registry.codes()]))
 
 
 class Site:
@@ -177,10 +187,12 @@ async def has_all(city: Client, site: Client, unit: str) -> bool:
 
 @pytest.mark.timeout(600)
 async def test_a_cut_off_site_keeps_the_contract_and_the_city_catches_up_once_in_order(
-    world: tuple[NatsServer, Site, Site], running: dict[str, Any]
+    world: tuple[NatsServer, Site, Site], running: dict[str, Any], tmp_path: Path
 ) -> None:
     city, a, b = world
     registry: Registry = running["registry"]
+    registry_file = tmp_path / "units.json"
+    registry_file.write_bytes(registry_json(registry))
     async with connected(city.url) as c, connected(a.url) as sa, connected(b.url) as sb:
         first = ev.received("HS-A-1")
         assert (await submit(sa, SITE_A, first))["ok"]
@@ -216,6 +228,22 @@ async def test_a_cut_off_site_keeps_the_contract_and_the_city_catches_up_once_in
         assert (await submit(sb, SITE_B, ev.received("HS-B-2", unit=SITE_B)))["ok"]
         await until(lambda: has_all(c, sb, SITE_B), CATCH_UP, "site B, never held up")
         assert len(await log_of(c, SITE_A)) == 2  # nothing of the cut-off site's new events
+        # Visible lag: the status says which site is cut off, the reports that count it say
+        # their figures may still be revised, those of the linked site do not.
+        lags = {lag.site: lag for lag in await site_lags(c, registry)}
+        assert lags[SITE_A].link == "down"
+        assert not lags[SITE_A].caught_up
+        assert lags[SITE_B].caught_up
+        status = await asyncio.to_thread(run_status, city.url, registry_file)
+        assert re.search(rf"^{SITE_A} .* down ", status, re.MULTILINE), status
+        assert re.search(rf"^{SITE_B} .* up +0 ", status, re.MULTILINE), status
+        js = JetStream(c, 5.0)
+        for unit, pending in ((SITE_A, [SITE_A]), (ev.CITY, [SITE_A]), (SITE_B, None)):
+            await until(
+                partial(pending_in, js, unit, "2021-04", pending),
+                CATCH_UP,
+                f"{unit}'s report pending on {pending}",
+            )
 
     city.stop()  # the city restarts during the outage
     city.start()
@@ -246,6 +274,39 @@ async def test_a_cut_off_site_keeps_the_contract_and_the_city_catches_up_once_in
             await until(counted, CATCH_UP, f"the city's {period} report of site A")
         info = await c.jetstream().stream_info(mirror_name(SITE_A))
         assert info.state.messages == len(site_log)
+        for unit in (SITE_A, ev.CITY):
+            await until(
+                partial(pending_in, js, unit, "2021-04", None),
+                CATCH_UP,
+                f"{unit}'s report no longer pending",
+            )
+        lags = {lag.site: lag for lag in await site_lags(c, registry)}
+        assert lags[SITE_A] == SiteLag(site=SITE_A, link="up", held=0, since=None)
+
+
+async def pending_in(js: JetStream, unit: str, period: str, pending: list[str] | None) -> bool:
+    found = await current_report(js, unit, period)
+    return found is not None and found.report.pending_sites == pending
+
+
+def run_status(url: str, registry_file: Path) -> str:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "status",
+            "--nats-url",
+            url,
+            "--registry",
+            str(registry_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout
 
 
 async def _forgotten(client: Client, unit: str, event_id: str) -> bool:
