@@ -23,6 +23,9 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import DeliverPolicy
 
+from consumers.delivery import ForwarderSettings
+from consumers.forwarder import Forwarder
+from consumers.outbox import OutboxSettings
 from consumers.projector import ReportProjector
 from consumers.rebuild import rebuild
 from consumers.report_store import current_report
@@ -31,6 +34,7 @@ from consumers.site_status import SiteLag, site_lags
 from gateway import connection
 from gateway.embedded import NatsServer
 from gateway.jetstream import JetStream
+from gateway.province_sim import ProvinceSettings, ProvinceSimulator
 from gateway.registry import Registry, RegistryFile
 from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
@@ -312,3 +316,81 @@ def run_status(url: str, registry_file: Path) -> str:
 async def _forgotten(client: Client, unit: str, event_id: str) -> bool:
     subject = f"onestop.events.{unit}.dossier.probe"
     return not await jetstream_remembers(client, unit, event_id, subject)
+
+
+FAST_FORWARDER = ForwarderSettings(
+    ack_wait=2.0,
+    outbox=OutboxSettings(ack_wait=2.0),
+    first_delay=0.02,
+    max_delay=0.25,
+    request_timeout=0.5,
+    parked_poll=0.1,
+    record_every=0.2,
+)
+
+
+async def test_a_cut_off_sites_interconnection_waits_then_goes_out_in_order(
+    world: tuple[NatsServer, Site, Site], running: dict[str, Any]
+) -> None:
+    city, a, _ = world
+    registry: Registry = running["registry"]
+    forwarder_client = await connection.connect(NatsSettings(servers=(city.url,)))
+    forwarder = Forwarder(forwarder_client, registry, FAST_FORWARDER)
+    await forwarder.start()
+    province_client = await connection.connect(NatsSettings(servers=(city.url,)))
+    province = ProvinceSimulator(
+        province_client, ProvinceSettings(request_timeout=2.0, retry_delay=0.05)
+    )
+    await province.start()
+    try:
+        a.restart(linked=False)
+        await until(lambda: answering(a.url, SITE_A), 30, "site A's gateway back")
+        dossier = "HS-T-1"
+        events = [
+            ev.received(dossier),
+            ev.dossier_event("transferred", dossier, interconnect=True),
+            ev.dossier_event("deadline_changed", dossier),
+        ]
+        async with connected(a.url) as sa, connected(city.url) as c:
+            assert all(r["ok"] for r in await submit(sa, SITE_A, events))
+            # The province's message for the cut-off site's dossier waits: nothing stored.
+            receipt = {
+                "message_id": "P-receipt-1",
+                "kind": "receipt",
+                "unit": SITE_A,
+                "dossier_id": dossier,
+                "sent_at": "2021-04-06T09:00:00+07:00",
+                "body": {},
+            }
+            reply = await c.request(
+                f"onestop.inbound.{SITE_A}", msgspec.json.encode(receipt), timeout=40
+            )
+            assert error_of(msgspec.json.decode(reply.data)) == ("unavailable", None)
+        a.restart(linked=True)
+        await until(lambda: answering(a.url, SITE_A), 30, "site A's gateway back")
+        owed = [f"{SITE_A}:{e['event_id']}" for e in events[1:]]
+        await until(
+            lambda: province.order(SITE_A, dossier) == owed,
+            CATCH_UP,
+            "the transfer and its status at the province, in order",
+        )
+        async with connected(a.url) as sa, connected(city.url) as c:
+            reply = await c.request(
+                f"onestop.inbound.{SITE_A}", msgspec.json.encode(receipt), timeout=40
+            )
+            assert msgspec.json.decode(reply.data) == {"ok": True}
+            # The province's result reached the site's log (its one writer), then the city's.
+            resolved = f"onestop.events.{SITE_A}.dossier.{dossier}"
+
+            async def resolved_at(client: Client) -> bool:
+                log = await log_of(client, SITE_A)
+                return any(s == resolved and b'"dossier.resolved"' in d for s, d in log)
+
+            await until(lambda: resolved_at(sa), CATCH_UP, "the province's result at the site")
+            await until(lambda: has_all(c, sa, SITE_A), CATCH_UP, "the result at the city")
+            assert await resolved_at(c)
+    finally:
+        await province.stop()
+        await forwarder.stop()
+        await province_client.close()
+        await forwarder_client.close()
