@@ -30,6 +30,7 @@ from consumers.projector import ReportProjector
 from consumers.rebuild import rebuild
 from consumers.report_store import current_report
 from consumers.site_catchup import SiteCatchUp, mirror_name
+from consumers.site_move import Copied, seed_site
 from consumers.site_status import SiteLag, site_lags
 from gateway import connection
 from gateway.embedded import NatsServer
@@ -394,3 +395,60 @@ async def test_a_cut_off_sites_interconnection_waits_then_goes_out_in_order(
         await forwarder.stop()
         await province_client.close()
         await forwarder_client.close()
+
+
+async def test_a_ward_moves_to_its_site_and_back_without_losing_or_doubling_its_history(
+    world: tuple[NatsServer, Site, Site],
+) -> None:
+    city, a, _ = world
+    central, sited = Registry.load(), site_registry()
+    city_nats = NatsSettings(servers=(city.url,), request_timeout=2.0)
+    site_nats = NatsSettings(servers=(a.url,), request_timeout=2.0)
+    old = [ev.received("HS-M-1"), ev.received("HS-M-2")]
+    # Served by the city today.
+    city_gw = Gateway(city_nats, StreamSettings(), central)
+    await city_gw.start()
+    async with connected(city.url) as c:
+        assert all(r["ok"] for r in await submit(c, SITE_A, old))
+    await city_gw.stop()
+    # To its site: the city's gateway no longer writes it; its history is copied to the site.
+    city_gw = Gateway(city_nats, StreamSettings(), sited)
+    await city_gw.start()
+    copied = await seed_site(city_nats, site_nats, sited, SITE_A)
+    assert copied == Copied(stored=2, duplicates=0, refused=0)
+    again = await seed_site(city_nats, site_nats, sited, SITE_A)  # harmless twice
+    assert again == Copied(stored=0, duplicates=2, refused=0)
+    site_gw = Gateway(site_nats, StreamSettings(), sited, site=SITE_A)
+    await site_gw.start()
+    catch_client = await connection.connect(city_nats)
+    catchup = SiteCatchUp(catch_client, sited)
+    await catchup.start()
+    resolved = ev.dossier_event("resolved", "HS-M-1")
+    try:
+        async with connected(a.url) as sa, connected(city.url) as c:
+            resent = await submit(sa, SITE_A, old[0])  # the ward goes on where it was
+            assert resent["duplicate"] is True
+            assert (await submit(sa, SITE_A, resolved))["ok"] is True
+            await until(lambda: has_all(c, sa, SITE_A), CATCH_UP, "the site's events at the city")
+            city_log = await log_of(c, SITE_A)
+            assert len(city_log) == 3
+            assert len(set(city_log)) == 3
+            assert catchup.checkpoints[SITE_A].refused == 0
+    finally:
+        await site_gw.stop()
+        await catchup.stop()
+        await catch_client.close()
+        await city_gw.stop()
+    # And back: once the city has caught up, the city's gateway writes the ward again, with
+    # every event_id the site took.
+    city_gw = Gateway(city_nats, StreamSettings(), central)
+    await city_gw.start()
+    try:
+        async with connected(city.url) as c:
+            back = await submit(c, SITE_A, resolved)
+            assert back["duplicate"] is True
+            closing = ev.dossier_event("result_returned", "HS-M-1")
+            assert (await submit(c, SITE_A, closing))["ok"] is True
+            assert len(await log_of(c, SITE_A)) == 4
+    finally:
+        await city_gw.stop()
