@@ -15,6 +15,7 @@ from nats.aio.client import Client
 from consumers.delivery import ForwarderSettings
 from consumers.projector import ProjectorSettings
 from consumers.sealer import SealerSettings
+from consumers.site_catchup import CatchUpSettings
 from gateway import connection, logs
 from gateway.client import submit_all
 from gateway.docs import asyncapi, json_schema, render
@@ -64,6 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             forwarder=ForwarderSettings.from_env(),
             projector=ProjectorSettings.from_env(),
             sealer=SealerSettings.from_env(),
+            sites=CatchUpSettings.from_env(),
             site=args.site,
         )
         await node.start()
