@@ -189,6 +189,7 @@ class SiteCatchUp:
         self._stopping.set()
         for task in self._tasks:
             await task
+        self._tasks = []
         self.log.info("sites.stopped")
 
     async def abort(self) -> None:
@@ -198,6 +199,7 @@ class SiteCatchUp:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._tasks = []
 
     async def _follow(self, site: str) -> None:
         while not self._stopping.is_set():
