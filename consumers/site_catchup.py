@@ -222,7 +222,9 @@ class SiteCatchUp:
             config=ConsumerConfig(
                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start
             ),
-            pending_msgs_limit=10 * self.settings.batch,
+            # As the sealer's: a long catch-up must not overflow into gaps and resets.
+            pending_msgs_limit=100_000,
+            pending_bytes_limit=256 * 1024 * 1024,
         )
         try:
             while not self._stopping.is_set():
@@ -255,7 +257,7 @@ class SiteCatchUp:
         for msg in fresh:
             try:
                 c = candidate(msg)
-            except msgspec.ValidationError:  # not an event: the site's audits name it
+            except msgspec.DecodeError:  # not an event: the site's audits name it
                 self.log.warning("sites.not_an_event", site=site, subject=msg.subject)
                 continue
             if c.event.unit not in self.registry or self.registry.site_of(c.event.unit) != site:

@@ -94,22 +94,20 @@ class Writer:
                     reply = await client.request(subject, payload, timeout=RELAY_TIMEOUT)
                     return reply.data
                 except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
-                    return unreachable(
-                        kind,
-                        payload,
-                        f"the site of unit {unit} ({owner}) is "
-                        "not reachable now (its link to the city is down); "
-                        "retry, nothing was stored",
+                    cut_off = Unavailable(
+                        f"the site of unit {unit} ({owner}) is not reachable now (its link to "
+                        "the city is down); retry, nothing was stored"
                     )
+                    return unreachable(kind, payload, cut_off)
             where = f"site {owner}" if owner is not None else "the city's gateway"
-            return unreachable(kind, payload, f"unit {unit} is written by {where}, not here; retry")
+            elsewhere = Unavailable(f"unit {unit} is written by {where}, not here; retry")
+            return unreachable(kind, payload, elsewhere)
 
         return routed
 
 
-def unreachable(kind: str, payload: bytes, message: str) -> bytes:
+def unreachable(kind: str, payload: bytes, refusal: Unavailable) -> bytes:
     """The `unavailable` answer, in the shape of the request's reply (one per submitted event)."""
-    refusal = Unavailable(message)
     if kind != "submit":
         return ENCODER.encode(refusal.reply(None))
     try:

@@ -248,6 +248,13 @@ RULES: list[Rule] = [
     Rule("consumers/outbox.py", "Unavailable", "the dossier's dossier.received could not be read",
          KEEPS_RETRYING,
          (f"{TOUT}::test_an_error_while_translating_a_batch_is_retried_never_fatal",)),
+    # -- one writer per unit: ward sites (gateway.sites) -------------------------------------
+    Rule("gateway/sites.py", "Unavailable", "the site of unit {} ({}) is not reachable",
+         UNAVAILABLE,
+         ("tests/test_sites.py::test_a_cut_off_site_keeps_the_contract_and_the_city_catches_up_once_in_order",
+          "tests/test_sites.py::test_a_cut_off_sites_interconnection_waits_then_goes_out_in_order")),
+    Rule("gateway/sites.py", "Unavailable", "unit {} is written by {}, not here", UNAVAILABLE,
+         ("tests/test_site_commands.py::test_serve_site_answers_the_ward_and_the_city_takes_its_events_in",)),
     Rule("consumers/delivery.py", "Unavailable", "the outbox could not be read", KEEPS_RETRYING,
          (f"{TOUT}::test_a_province_down_for_a_while_then_up_gets_everything_once_in_order",
           f"{TOUT}::test_the_forwarder_crashing_mid_delivery_loses_nothing_and_keeps_order")),

@@ -18,6 +18,7 @@ from tests.helpers import (
     LienthongProcess,
     answering,
     connected,
+    error_of,
     free_port,
     log_subjects,
     submit,
@@ -104,7 +105,8 @@ async def test_serve_site_answers_the_ward_and_the_city_takes_its_events_in(
             assert reply["seq"] == 1  # the site's own log
             # A unit the site does not write is not written there.
             other = await submit(ward, ev.OTHER_WARD, ev.received("HS-X", unit=ev.OTHER_WARD))
-            assert other["ok"] is False
+            assert error_of(other) == ("unavailable", None)
+            assert "is written by the city's gateway" in other["error"]["message"]
 
             async def at_city() -> bool:
                 subjects = await log_subjects(c)

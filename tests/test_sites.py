@@ -52,6 +52,7 @@ from tests.helpers import (
     error_of,
     free_port,
     jetstream_remembers,
+    log_subjects,
     submit,
     until,
 )
@@ -484,3 +485,22 @@ async def test_a_ward_moves_to_its_site_and_back_without_losing_or_doubling_its_
             assert len(await log_of(c, SITE_A)) == 4
     finally:
         await city_gw.stop()
+
+
+async def test_the_city_never_takes_from_a_site_what_another_writer_owns(
+    world: tuple[NatsServer, Site, Site], running: dict[str, Any]
+) -> None:
+    """One writer per unit: an event for the city's own unit (or another site's) that appears in
+    a site's log, written around its gateway, is refused by the city's catch-up."""
+    city, a, _ = world
+    catchup: SiteCatchUp = running["catchup"]
+    foreign = ev.received("HS-FOREIGN", unit=ev.CITY)
+    async with connected(a.url) as sa, connected(city.url) as c:
+        subject = f"onestop.events.{foreign['unit']}.dossier.HS-FOREIGN"
+        await sa.jetstream().publish(subject, msgspec.json.encode(foreign))
+        mine = ev.received("HS-A-OWN")
+        assert (await submit(sa, SITE_A, mine))["ok"]
+        await until(lambda: catchup.checkpoints[SITE_A].mirror_seq == 2, CATCH_UP, "both read")
+        assert catchup.checkpoints[SITE_A].refused == 1
+        assert subject not in await log_subjects(c)
+        assert len(await log_of(c, SITE_A)) == 1
