@@ -253,6 +253,10 @@ async def test_a_cut_off_site_keeps_the_contract_and_the_city_catches_up_once_in
                 CATCH_UP,
                 f"{unit}'s report pending on {pending}",
             )
+        shown = await asyncio.to_thread(
+            run_cli, "report", "--unit", ev.CITY, "--period", "2021-04", "--nats-url", city.url
+        )
+        assert f"may still be revised: site {SITE_A} not caught up" in shown
 
     city.stop()  # the city restarts during the outage
     city.start()
@@ -325,24 +329,15 @@ async def pending_in(js: JetStream, unit: str, period: str, pending: list[str] |
     return found is not None and found.report.pending_sites == pending
 
 
-def run_status(url: str, registry_file: Path) -> str:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "status",
-            "--nats-url",
-            url,
-            "--registry",
-            str(registry_file),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+def run_cli(*args: str) -> str:
+    """A lienthong command's output (it must succeed)."""
+    command = [sys.executable, "-m", "gateway.cli", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
     return done.stdout
+
+
+def run_status(url: str, registry_file: Path) -> str:
+    return run_cli("status", "--nats-url", url, "--registry", str(registry_file))
 
 
 async def _forgotten(client: Client, unit: str, event_id: str) -> bool:
