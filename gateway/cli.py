@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     try:
-        embedded = embedded_options(args, registry)
+        embedded = embedded_options(args, registry, embedded=not _nats(args).servers)
     except ValueError as e:
         print(e, file=sys.stderr)
         return 2

@@ -64,8 +64,12 @@ class Embedded(msgspec.Struct, frozen=True, kw_only=True):
     extra_config: str = ""
 
 
-def embedded_options(args: argparse.Namespace, registry: Registry) -> Embedded:
+def embedded_options(args: argparse.Namespace, registry: Registry, *, embedded: bool) -> Embedded:
+    """Checks `--site`; for an embedded server (no URL given), its leaf and domain options."""
     if args.site is not None:
+        if not embedded:
+            check_site(registry, args.site)  # its own server is configured by site init
+            return Embedded()
         site = site_server(args, registry)
         return Embedded(
             name=f"site-{site.code}", domain=site_domain(site.code), extra_config=site.leaf_block()

@@ -66,6 +66,8 @@ def test_site_init_writes_a_configuration_nats_server_accepts(tmp_path: Path) ->
         (["site", "init", "99999", "--city-leaf", "nats-leaf://c:7422"], "not in the registry"),
         (["site", "init", ev.WARD], "leaf-node URL"),
         (["serve", "--site", ev.OTHER_WARD, "--city-leaf", "nats-leaf://c:7422"], "not marked"),
+        (["serve", "--site", ev.OTHER_WARD, "--nats-url", "nats://127.0.0.1:1"], "not marked"),
+        (["serve", "--site", ev.WARD], "leaf-node URL"),
     ],
 )
 def test_bad_site_options_are_one_line_and_exit_2(
