@@ -239,6 +239,7 @@ async def test_a_cut_off_site_keeps_the_contract_and_the_city_catches_up_once_in
         assert len(await log_of(c, SITE_A)) == 2  # nothing of the cut-off site's new events
         # Visible lag: the status says which site is cut off, the reports that count it say
         # their figures may still be revised, those of the linked site do not.
+        await until(lambda: caught_up(c, registry, SITE_B), CATCH_UP, "site B's checkpoint")
         lags = {lag.site: lag for lag in await site_lags(c, registry)}
         assert lags[SITE_A].link == "down"
         assert not lags[SITE_A].caught_up
@@ -293,6 +294,7 @@ async def test_a_cut_off_site_keeps_the_contract_and_the_city_catches_up_once_in
                 CATCH_UP,
                 f"{unit}'s report no longer pending",
             )
+        await until(lambda: caught_up(c, registry, SITE_A), CATCH_UP, "site A's checkpoint")
         lags = {lag.site: lag for lag in await site_lags(c, registry)}
         assert lags[SITE_A] == SiteLag(site=SITE_A, link="up", held=0, since=None)
         # The city's roll-up equals that of the two sites' events with no outage at all.
@@ -322,6 +324,11 @@ async def test_a_cut_off_site_keeps_the_contract_and_the_city_catches_up_once_in
         finally:
             await again.stop()
         assert await log_of(c, SITE_A) == city_log
+
+
+async def caught_up(client: Client, registry: Registry, site: str) -> bool:
+    lags = {lag.site: lag for lag in await site_lags(client, registry)}
+    return lags[site].caught_up
 
 
 async def pending_in(js: JetStream, unit: str, period: str, pending: list[str] | None) -> bool:
