@@ -17,6 +17,7 @@ from gateway.event_index import EventIndex
 from gateway.event_log import EventLog
 from gateway.inbound import InboundService
 from gateway.intake import Intake
+from gateway.sites import Writer, relay_subject
 from gateway.submit import SubmitService
 from plumbing import connection
 from plumbing.jetstream import JetStream
@@ -77,6 +78,26 @@ def declare_inbound(broker: NatsBroker, handle: Handler) -> None:
         return await handle(unit, msg.body)
 
 
+def declare_site_relays(broker: NatsBroker, site: str, submit: Handler, inbound: Handler) -> None:
+    """A site's gateway takes what the city relays for its units (gateway.sites); no other
+    gateway subscribes these subjects, so a relay never lands at another site."""
+    for kind, handle in (("submit", submit), ("inbound", inbound)):
+        prefix = relay_subject(site, kind, "")[:-1]
+
+        def declare(prefix: str = prefix, handle: Handler = handle) -> None:
+            @broker.subscriber(
+                f"{prefix}.*",
+                queue=QUEUE_GROUP,
+                max_workers=WORKERS,
+                decoder=raw_body,
+                include_in_schema=False,
+            )
+            async def relayed(msg: NatsMessage) -> bytes:
+                return await handle(last_token(msg.raw_message.subject, prefix) or "", msg.body)
+
+        declare()
+
+
 class InFlight:
     """Counts handlers at work, so a shutdown answers every batch it has begun."""
 
@@ -103,10 +124,19 @@ class InFlight:
 
 
 class Gateway:
-    def __init__(self, nats: NatsSettings, streams: StreamSettings, registry: Registry) -> None:
+    def __init__(
+        self,
+        nats: NatsSettings,
+        streams: StreamSettings,
+        registry: Registry,
+        *,
+        site: str | None = None,
+    ) -> None:
         self.nats_settings = nats
         self.stream_settings = streams
         self.registry = registry
+        self.writer = Writer(registry, site)
+        """The units whose entities this gateway writes: a site's, or the city's (site None)."""
         self.log = structlog.get_logger("lienthong.gateway")
         self.in_flight = InFlight()
         self._client: Client | None = None
@@ -131,8 +161,12 @@ class Gateway:
         records = await records_bucket(self._client, self.stream_settings.replicas)
         inbound = InboundService(intake, log, records, self.registry)
         self._broker = connection.broker(self.nats_settings)
-        declare_submit(self._broker, self.in_flight.wrap(service.submit))
-        declare_inbound(self._broker, self.in_flight.wrap(inbound.receive))
+        submit = self.writer.route(self._client, "submit", self.in_flight.wrap(service.submit))
+        receive = self.writer.route(self._client, "inbound", self.in_flight.wrap(inbound.receive))
+        declare_submit(self._broker, submit)
+        declare_inbound(self._broker, receive)
+        if self.writer.site is not None:
+            declare_site_relays(self._broker, self.writer.site, submit, receive)
         await self._broker.start()
         self.log.info("gateway.started", servers=list(self.nats_settings.servers))
 

@@ -24,6 +24,7 @@ from lienthong.docs import asyncapi, json_schema, render
 from lienthong.node import ROLES, Node
 from lienthong.progress import Progress
 from lienthong.runtime import EMBEDDED_PORT, nats_available
+from lienthong.site_commands import add_site_commands, add_site_options
 from plumbing import connection, key_encryption
 from plumbing.errors import LogUnavailable
 from plumbing.settings import NatsSettings
@@ -101,6 +102,8 @@ async def _until_signalled() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from lienthong.site_commands import embedded_options
+
     registry = _registry(args)
     # Every setting read, and judged, before anything starts.
     streams = environment.stream_settings()
@@ -112,6 +115,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CommandError(
             f"--roles: no role {', '.join(unknown)}; give some of {', '.join(ROLES)}"
         )
+    sites = environment.catch_up_settings()
+    try:
+        embedded = embedded_options(args, registry, embedded=not _nats(args).servers)
+    except ValueError as e:
+        raise CommandError(str(e)) from e
 
     async def serve(settings: NatsSettings) -> None:
         await _reachable(settings)
@@ -123,6 +131,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             forwarder=forwarder,
             projector=projector,
             sealer=sealer,
+            sites=sites,
+            site=args.site,
         )
         await node.start()
         print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
@@ -130,7 +140,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         await node.stop()
 
     store = environment.data_home() / "nats"
-    with nats_available(_nats(args), store_dir=store, port=args.port) as settings:
+    with nats_available(
+        _nats(args),
+        store_dir=store,
+        port=args.port,
+        name=embedded.name,
+        domain=embedded.domain,
+        extra_config=embedded.extra_config,
+    ) as settings:
         asyncio.run(serve(settings))
     return 0
 
@@ -227,6 +244,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from consumers.audit.operations import describe, operator_actions
     from consumers.audit.skips import skipped, skips_table
     from consumers.interconnect.status import delivery_status, status_table
+    from consumers.sites.status import site_lags, sites_table
     from schemas.periods import now_vn
 
     settings = _command_nats(args)
@@ -237,8 +255,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             rows = await delivery_status(client)
             skips = await skipped(client)
             actions = await operator_actions(client)
+            lags = await site_lags(client, registry)
         sys.stdout.write(status_table(rows, registry, now_vn()))
         sys.stdout.write(skips_table(skips))
+        sys.stdout.write(sites_table(lags, registry, now_vn()))
         if actions:
             print(f"Operator actions ({len(actions)} recorded), the latest:")
             for action in actions[-RECENT_ACTIONS:]:
@@ -585,12 +605,14 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=EMBEDDED_PORT, help="embedded server's port")
     serve.add_argument(
         "--roles",
-        default="gateway,projector,forwarder,sealer",
-        help="what this process runs, comma-separated: gateway, projector, forwarder, sealer "
-        "(default: all; the projector, forwarder and sealer run in one process at a time, "
-        "the others stand by)",
+        default="gateway,projector,forwarder,sealer,sites",
+        help="what this process runs, comma-separated: gateway, projector, forwarder, sealer, "
+        "sites (default: all; all but the gateway run in one process at a time, the others "
+        "stand by; a ward site runs its gateway only)",
     )
+    add_site_options(serve)
     serve.set_defaults(run=cmd_serve)
+    add_site_commands(sub)
 
     status = sub.add_parser(
         "status", help="interconnection: what is waiting for delivery to the province, per unit"

@@ -18,6 +18,7 @@ import msgspec
 from consumers.audit.sealer import SealerSettings
 from consumers.interconnect.settings import ForwarderSettings, OutboxSettings
 from consumers.reports.projector import ProjectorSettings
+from gateway.site_catchup import CatchUpSettings
 from plumbing.settings import NatsSettings, StreamSettings
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -121,12 +122,27 @@ FORWARDER_VARIABLES = {
 }
 PROJECTOR_VARIABLES = prefixed(ProjectorSettings, "LIENTHONG_PROJECTOR_")
 SEALER_VARIABLES = prefixed(SealerSettings, "LIENTHONG_SEALER_")
+SITES_VARIABLES = prefixed(CatchUpSettings, "LIENTHONG_SITES_")
+
+
+class LeafSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """A ward site's leaf connection to the city (`serve --site`, `site init`)."""
+
+    city_leaf: tuple[str, ...] = ()
+    """The city's leaf-node URL(s)."""
+    leaf_creds: Path | None = None
+    """The site's credentials on the city's leaf port (issue 10's parties)."""
+
+
+LEAF_VARIABLES = {"LIENTHONG_CITY_LEAF": "city_leaf", "LIENTHONG_LEAF_CREDS": "leaf_creds"}
 ENVIRONMENT: tuple[tuple[type[msgspec.Struct], dict[str, str]], ...] = (
     (NatsSettings, NATS_VARIABLES),
     (StreamSettings, STREAM_VARIABLES),
     (ForwarderSettings, FORWARDER_VARIABLES),
     (ProjectorSettings, PROJECTOR_VARIABLES),
     (SealerSettings, SEALER_VARIABLES),
+    (CatchUpSettings, SITES_VARIABLES),
+    (LeafSettings, LEAF_VARIABLES),
 )
 """Every `LIENTHONG_*` variable a process reads, with the settings it fills (and
 `LIENTHONG_HOME`, the embedded server's folder: `data_home`)."""
@@ -144,3 +160,12 @@ def projector_settings() -> ProjectorSettings:
 
 def sealer_settings() -> SealerSettings:
     return read(SealerSettings, SEALER_VARIABLES)
+
+
+def catch_up_settings() -> CatchUpSettings:
+    """`LIENTHONG_SITES_<FIELD>`: how the city takes in its ward sites' logs."""
+    return read(CatchUpSettings, SITES_VARIABLES)
+
+
+def leaf_settings() -> LeafSettings:
+    return read(LeafSettings, LEAF_VARIABLES)

@@ -22,6 +22,7 @@ from consumers.interconnect.forwarder import Forwarder
 from consumers.interconnect.settings import ForwarderSettings
 from consumers.reports.projector import ProjectorSettings, ReportProjector
 from gateway.service import Gateway
+from gateway.site_catchup import CatchUpSettings, SiteCatchUp
 from plumbing import connection
 from plumbing.lease import Lease, LeasedPart
 from plumbing.settings import NatsSettings, StreamSettings
@@ -30,8 +31,12 @@ from schemas.registry import Registry
 PROJECTOR_LEASE = "projector"
 FORWARDER_LEASE = "forwarder"
 SEALER_LEASE = "sealer"
+SITES_LEASE = "sites"
 
-ROLES = ("gateway", "projector", "forwarder", "sealer")
+ROLES = ("gateway", "projector", "forwarder", "sealer", "sites")
+SITE_ROLES = frozenset({"gateway"})
+"""What a ward site runs: its gateway. The city projects, forwards and seals the site's events
+once they are in its log, so nothing is counted or sent twice."""
 
 
 class Node:
@@ -45,18 +50,23 @@ class Node:
         roles: frozenset[str] = frozenset(ROLES),
         forwarder: ForwarderSettings | None = None,
         sealer: SealerSettings | None = None,
+        sites: CatchUpSettings | None = None,
+        site: str | None = None,
     ) -> None:
         self.nats = nats
-        self.roles = roles
-        self.gateway = Gateway(nats, streams, registry)
+        # A site runs its gateway only; the city takes its sites' events in (role "sites").
+        self.roles = roles & SITE_ROLES if site is not None else roles
+        self.gateway = Gateway(nats, streams, registry, site=site)
         self.registry = registry
         self.projector_settings = projector or ProjectorSettings()
         self.forwarder_settings = forwarder or ForwarderSettings()
         self.sealer_settings = sealer or SealerSettings()
+        self.sites_settings = sites or CatchUpSettings()
         # Each one-per-deployment part, while this process holds its lease (else None).
         self.projector: ReportProjector | None = None
         self.forwarder: Forwarder | None = None
         self.sealer: Sealer | None = None
+        self.sites: SiteCatchUp | None = None
         self._parts: list[LeasedPart] = []
 
     async def start(self) -> None:
@@ -67,6 +77,8 @@ class Node:
             await self._start_forwarder_role()
         if "sealer" in self.roles:
             await self._start_sealer_role()
+        if "sites" in self.roles and self.registry.sites():
+            await self._start_sites_role()
 
     async def _leased(
         self,
@@ -113,6 +125,24 @@ class Node:
 
         ttl = self.sealer_settings.lease_ttl
         self._parts.append(await self._leased(SEALER_LEASE, ttl, start, stop))
+
+    async def _start_sites_role(self) -> None:
+        async def start(client: Client) -> None:
+            self.sites = SiteCatchUp(
+                client,
+                self.registry,
+                self.sites_settings,
+                replicas=self.gateway.stream_settings.replicas,
+            )
+            await self.sites.start()
+
+        async def stop(aborted: bool) -> None:
+            sites, self.sites = self.sites, None
+            if sites is not None:
+                await (sites.abort() if aborted else sites.stop())
+
+        ttl = self.sites_settings.lease_ttl
+        self._parts.append(await self._leased(SITES_LEASE, ttl, start, stop))
 
     async def _start_forwarder_role(self) -> None:
         async def start(client: Client) -> None:

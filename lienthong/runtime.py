@@ -17,13 +17,21 @@ EMBEDDED_PORT = 4222
 
 @contextlib.contextmanager
 def nats_available(
-    settings: NatsSettings, *, store_dir: Path, port: int = EMBEDDED_PORT
+    settings: NatsSettings,
+    *,
+    store_dir: Path,
+    port: int = EMBEDDED_PORT,
+    name: str = "lienthong-embedded",
+    domain: str | None = None,
+    extra_config: str = "",
 ) -> Iterator[NatsSettings]:
-    """The settings to connect with; with no servers given, an embedded server for the duration."""
+    """The settings to connect with; with no servers given, an embedded server for the duration
+    (a JetStream `domain` and `extra_config`, e.g. leaf nodes, for a city or a ward site)."""
     if settings.servers:
         yield settings
         return
-    with NatsServer(store_dir, port=port, name="lienthong-embedded") as server:
+    embedded = NatsServer(store_dir, port=port, name=name, domain=domain, extra_config=extra_config)
+    with embedded as server:
         print(
             f"embedded nats-server with JetStream at {server.url}, data in {store_dir}",
             file=sys.stderr,

@@ -23,6 +23,9 @@ class Unit(msgspec.Struct, frozen=True, kw_only=True):
     parent: str | None
     entitled_to_personal_data: bool = False
     """For a province: interconnection transfers may carry the applicant's personal data."""
+    site: bool = False
+    """Served by its own site (a leaf node with its own JetStream domain, gateway.sites): the
+    unit and every unit below it are written there and nowhere else."""
 
 
 class RegistryFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,6 +92,17 @@ class Registry:
             if self._units[c].level is Level.PROVINCE:
                 return self._units[c]
         return None
+
+    def site_of(self, code: str) -> str | None:
+        """The site that writes this unit's entities (the nearest unit marked `site`, the unit
+        itself or an ancestor), or None when the city's gateway writes them."""
+        for c in self._chains[code]:
+            if self._units[c].site:
+                return c
+        return None
+
+    def sites(self) -> list[str]:
+        return [u.code for u in self._units.values() if u.site]
 
     def children(self, code: str) -> list[str]:
         return [u.code for u in self._units.values() if u.parent == code]

@@ -67,7 +67,7 @@ class Figures(msgspec.Struct, frozen=True, kw_only=True):
     copies: CopyFigures
 
 
-class Report(msgspec.Struct, frozen=True, kw_only=True):
+class Report(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     unit: str
     period: str
     revision: int
@@ -76,6 +76,10 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     dossiers: DossierFigures
     documents: DocumentFigures
     copies: CopyFigures
+    pending_sites: list[str] | None = None
+    """Ward sites among the report's units whose events the city's log may not hold yet (the
+    link is down, or the city is still catching up): the figures may still be revised. Absent
+    when every site is caught up (an optional extension of CONTRACT section 6)."""
 
     @property
     def figures(self) -> Figures:

@@ -34,8 +34,9 @@ NO_SERVER: dict[str, list[str]] = {
 }
 """Each command that talks to NATS, with arguments that are fine: only the server is missing."""
 
-NEEDS_NO_SERVER = {"demo", "schema"}
-"""The demo starts its own server; the schema is printed from the code."""
+NEEDS_NO_SERVER = {"demo", "schema", "site"}
+"""The demo starts its own server; the schema is printed from the code; `site init` writes a
+file, and `site seed` needs a unit marked as a site (tests/test_site_commands.py)."""
 
 BAD_ARGUMENTS: list[tuple[str, list[str], str]] = [
     ("serve", ["--registry", "missing.json"], "cannot use missing.json"),
@@ -54,6 +55,8 @@ BAD_ARGUMENTS: list[tuple[str, list[str], str]] = [
     ("export", ["--period", "2021-4"], "2021-4"),
     ("demo", ["--seed", "many"], "invalid int value"),
     ("schema", ["--openapi"], "unrecognized arguments"),
+    ("site", ["init", "99999"], "unit 99999 is not in the registry"),
+    ("site", ["init", "21550"], "not marked as a site"),
     ("erase", ["--resolved-before", "2021-13-01"], "'2021-13-01' is not a date"),
     ("erase", ["--unit", "540", "--dossier", "x"], "needs a reason"),
     ("rotate-kek", ["--all"], "unrecognized arguments"),

@@ -27,6 +27,7 @@ from consumers.audit.skips import PROJECTOR, SkipRecorder
 from consumers.reports import report_store
 from consumers.reports.report_rules import ReportBook
 from consumers.reports.report_store import Published
+from consumers.sites.status import site_lags
 from plumbing.checkpoint import Checkpoint, CheckpointStore
 from plumbing.errors import LogUnavailable
 from plumbing.jetstream import JetStream, WrongLastSequence, delivery_of
@@ -53,6 +54,8 @@ class ProjectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How often provisional reports are checked for a period end or a day without revision."""
     lease_ttl: float = 15.0
     """One projector runs per deployment; a standby takes over this long after it died."""
+    sites_seconds: float = 2.0
+    """How often the ward sites' lag is read (reports say which sites are not caught up)."""
 
 
 class ReportProjector:
@@ -87,6 +90,8 @@ class ReportProjector:
         self._catch_up_to = 0
         self._skips = SkipRecorder(client, PROJECTOR, replicas)
         self._skipped: list[tuple[int, str, str]] = []  # (seq, subject, why) not recorded yet
+        self.pending_sites: frozenset[str] = frozenset()
+        """Ward sites whose events the log may not hold yet (consumers.sites.status)."""
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -178,7 +183,7 @@ class ReportProjector:
     async def _run(self) -> None:
         """Acks, flushes, checkpoints and ticks; events arrive in `_on_event`."""
         s = self.settings
-        last_flush = last_checkpoint = last_tick = time.monotonic()
+        last_flush = last_checkpoint = last_tick = last_sites = time.monotonic()
         while not self._runner.stopping:
             await asyncio.sleep(0.05)
             try:
@@ -207,6 +212,9 @@ class ReportProjector:
                 if now - last_tick >= s.tick_seconds:
                     self._tick()
                     last_tick = now
+                if self.registry.sites() and now - last_sites >= s.sites_seconds:
+                    await self._check_sites()
+                    last_sites = now
             except (nats.errors.Error, LogUnavailable) as e:  # a broker away must not end the loop
                 self.log.warning("projector.step_failed", error=type(e).__name__)
                 await asyncio.sleep(1.0)
@@ -251,6 +259,19 @@ class ReportProjector:
             if not report.final and (now >= period_end(period) or now - report.generated_at >= DAY):
                 self._mark(unit, period)
 
+    async def _check_sites(self) -> None:
+        """A site falling behind or catching up changes its reports' `pending_sites`."""
+        lags = await site_lags(self.client, self.registry)
+        pending = frozenset(lag.site for lag in lags if not lag.caught_up)
+        for site in pending ^ self.pending_sites:
+            for unit in self.registry.report_units(site):
+                self._mark(unit, "")  # every period: a late event may revise any of them
+        self.pending_sites = pending
+
+    def _pending_for(self, unit: str) -> list[str] | None:
+        pending = [s for s in self.pending_sites if unit in self.registry.report_units(s)]
+        return sorted(pending) or None
+
     # -- publishing ---------------------------------------------------------------------------
 
     def reports_due(self) -> list[Report]:
@@ -270,11 +291,13 @@ class ReportProjector:
                 final = now >= period_end(period)
                 figures = self.book.figures(unit, period, None if final else now)
                 previous = self.published.get((unit, period))
+                pending = self._pending_for(unit)
                 if previous is not None:
                     old = previous.report
                     if (
                         old.final == final
                         and old.figures == figures
+                        and old.pending_sites == pending
                         and (final or now - old.generated_at < DAY)
                     ):
                         continue
@@ -288,6 +311,7 @@ class ReportProjector:
                         dossiers=figures.dossiers,
                         documents=figures.documents,
                         copies=figures.copies,
+                        pending_sites=pending,
                     )
                 )
         return due

@@ -83,6 +83,9 @@ def table(report: Report, name: str = "") -> str:
         f"generated {report.generated_at.isoformat(timespec='seconds')}",
         "",
     ]
+    if report.pending_sites:
+        sites = ", ".join(report.pending_sites)
+        lines[2:2] = [f"Chưa đủ số liệu / may still be revised: site {sites} not caught up", ""]
     width_vi = max(len(r[0]) for r in rows(report)) + 2
     width_en = max(len(r[1]) for r in rows(report)) + 2
     for vi, en, value, kind in rows(report):
