@@ -9,7 +9,9 @@ import sys
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import msgspec
 from nats.aio.client import Client
 
 from consumers.delivery import ForwarderSettings
@@ -23,6 +25,9 @@ from gateway.progress import Progress
 from gateway.registry import Registry
 from gateway.runtime import EMBEDDED_PORT, nats_available
 from gateway.settings import NatsSettings, StreamSettings, data_home
+
+if TYPE_CHECKING:
+    from dashboard.server import Dashboard
 from schemas.replies import Accepted, Refused
 
 
@@ -58,12 +63,58 @@ def cmd_serve(args: argparse.Namespace) -> int:
             sealer=SealerSettings.from_env(),
         )
         await node.start()
+        board = await _start_dashboard(settings, registry, args) if "dashboard" in roles else None
         print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
         await _until_signalled()
+        if board is not None:
+            await board.stop()
         await node.stop()
 
     with nats_available(_nats(args), store_dir=data_home() / "nats", port=args.port) as settings:
         asyncio.run(serve(settings))
+    return 0
+
+
+async def _start_dashboard(
+    settings: NatsSettings, registry: Registry, args: argparse.Namespace
+) -> Dashboard:
+    from dashboard.app import DashboardSettings
+    from dashboard.server import Dashboard
+
+    board_settings = DashboardSettings.from_env()
+    if args.dashboard_port is not None:
+        board_settings = msgspec.structs.replace(board_settings, port=args.dashboard_port)
+    if args.dashboard_host is not None:
+        board_settings = msgspec.structs.replace(board_settings, host=args.dashboard_host)
+    board = Dashboard(settings, registry, board_settings)
+    await board.start()
+    print(f"dashboard at {board.url}/", file=sys.stderr)
+    return board
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """The read-only dashboard on its own, against a running deployment."""
+    import nats.errors
+
+    settings = _command_nats(args)
+    registry = _registry(args)
+
+    async def run() -> None:
+        board = await _start_dashboard(settings, registry, args)
+        try:
+            await _until_signalled()
+        finally:
+            await board.stop()
+
+    try:
+        asyncio.run(run())
+    except (nats.errors.Error, OSError, TimeoutError) as e:
+        where = ", ".join(settings.servers)
+        print(
+            f"cannot serve the dashboard (NATS at {where}): {e or type(e).__name__}",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 
@@ -516,6 +567,19 @@ def parser() -> argparse.ArgumentParser:
             "else an embedded nats-server)",
         )
 
+    def dashboard_options(sp: argparse.ArgumentParser, port: str = "--dashboard-port") -> None:
+        sp.add_argument(
+            port,
+            dest="dashboard_port",
+            type=int,
+            help="the dashboard's HTTP port (default: $LIENTHONG_DASHBOARD_PORT, else 8080)",
+        )
+        sp.add_argument(
+            "--dashboard-host" if port != "--port" else "--host",
+            dest="dashboard_host",
+            help="the address it listens on (default: $LIENTHONG_DASHBOARD_HOST, else 127.0.0.1)",
+        )
+
     serve = sub.add_parser("serve", help="run the gateway")
     nats_url(serve)
     serve.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
@@ -523,11 +587,21 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--roles",
         default="gateway,projector,forwarder,sealer",
-        help="what this process runs, comma-separated: gateway, projector, forwarder, sealer "
-        "(default: all; the projector, forwarder and sealer run in one process at a time, "
-        "the others stand by)",
+        help="what this process runs, comma-separated: gateway, projector, forwarder, sealer, "
+        "dashboard (default: all but the dashboard; the projector, forwarder and sealer run in "
+        "one process at a time, the others stand by)",
     )
+    dashboard_options(serve)
     serve.set_defaults(run=cmd_serve)
+
+    board = sub.add_parser(
+        "dashboard",
+        help="serve the read-only web dashboard: reports, trends, interconnection, /metrics",
+    )
+    nats_url(board)
+    board.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
+    dashboard_options(board, "--port")
+    board.set_defaults(run=cmd_dashboard)
 
     status = sub.add_parser(
         "status", help="interconnection: what is waiting for delivery to the province, per unit"

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from gateway import logs
+from gateway import logs, metrics
 from gateway.intake import Candidate, Intake
 from gateway.refusals import (
     Invalid,
@@ -159,6 +159,7 @@ class SubmitService:
             replies[i] = reply
 
     def _log_batch(self, unit: str, events: int, replies: list[Reply], started: float) -> None:
+        metrics.count_submission(replies, time.perf_counter() - started)
         refused = Counter(r.error.code.value for r in replies if isinstance(r, Refused))
         accepted = [r for r in replies if isinstance(r, Accepted)]
         self.log.info(
