@@ -61,6 +61,9 @@ def build(
         response: Response = await STATIC.get_response("index.html", request.scope)
         return response
 
+    async def no_icon(request: Request) -> Response:
+        return Response(status_code=204)
+
     async def units(request: Request) -> Response:
         return _json({"units": views.units(feed, registry), "periods": feed.periods()})
 
@@ -194,6 +197,7 @@ def build(
     return Starlette(
         routes=[
             Route("/", page),
+            Route("/favicon.ico", no_icon),
             Route("/api/units", units),
             Route("/api/report", report),
             Route("/api/history", history),

@@ -106,6 +106,10 @@ function showHistory(entries) {
       if (e.changes.length === 0) {
         changed.textContent = e.revision === 1 ? "lần đầu / first" : "—";
       } else {
+        // Folded: a revision from a late event changes a few figures, one from a catch-up all.
+        const details = document.createElement("details");
+        const summary = document.createElement("summary");
+        summary.textContent = `${e.changes.length} chỉ tiêu / figures`;
         const list = document.createElement("ul");
         list.className = "changes";
         for (const c of e.changes) {
@@ -113,7 +117,9 @@ function showHistory(entries) {
           li.textContent = `${c.figure_vi} (${c.figure_en}): ${c.before} → ${c.after}`;
           list.append(li);
         }
-        changed.append(list);
+        details.open = e.changes.length <= 3;
+        details.append(summary, list);
+        changed.append(details);
       }
       tr.append(cell(`${e.revision}${e.final ? " (chính thức / final)" : ""}`), cell(when(e.published_at)), changed);
       return tr;
