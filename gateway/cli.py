@@ -100,6 +100,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     registry = _registry(args)
 
     async def run() -> None:
+        # A service reconnects for ever, also on its first connect: try once first, so a wrong
+        # URL is one line and exit 2 instead of a dashboard waiting for ever.
+        await (await connection.connect(settings, service=False)).close()
         board = await _start_dashboard(settings, registry, args)
         try:
             await _until_signalled()
