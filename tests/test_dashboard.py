@@ -106,7 +106,8 @@ async def test_a_roll_up_downloads_with_one_column_per_unit_below_it(
     assert set(cells[2][2:-1]) == set(names)
     assert cells[2][-1] == "Thành phố Quy Nhơn (tổng / total)"
     for column, heading in enumerate(cells[2][2:-1], start=2):
-        assert [r[column] for r in cells[3:]] == [v for _, _, v, _ in rows(wards[names[heading]])]
+        ward = wards[names[str(heading)]]
+        assert [r[column] for r in cells[3:]] == [v for _, _, v, _ in rows(ward)]
     assert [r[-1] for r in cells[3:]] == [v for _, _, v, _ in rows(city)]
 
 
