@@ -185,3 +185,25 @@ async def test_the_downloads_from_the_page_equal_the_report_and_no_name_reaches_
     for text in [html, *(b.decode("utf-8", "replace") for b in bodies)]:
         for secret in APPLICANT.values():
             assert secret not in text
+
+
+async def test_the_page_fits_a_phone_and_prints_without_its_controls(
+    published: ReportProjector, client: Client, nats_settings: NatsSettings, registry: Registry
+) -> None:
+    city = await current(client, ev.CITY)
+    async with dashboard_on(nats_settings, registry) as board, chromium() as browser:
+        phone = await browser.new_page(viewport={"width": 390, "height": 844})
+        await opened(phone, f"{board.url}/?unit={ev.CITY}&period={APRIL}")
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= 390
+        await expect(phone.locator("#figures th.en-col")).to_be_hidden()
+        under = phone.locator('#figures tr[data-figure="Dossiers received, total"] .en-under')
+        await expect(under).to_be_visible()
+        await expect(under).to_have_text("Dossiers received, total")
+
+        printed = await browser.new_page()
+        await opened(printed, f"{board.url}/?unit={ev.CITY}&period={APRIL}")
+        await printed.emulate_media(media="print")
+        await expect(printed.locator("#choose")).to_be_hidden()
+        await expect(printed.locator("#figures")).to_be_visible()
+        assert await figures_on(printed) == expected(city.report)
+        assert (await printed.pdf())[:5] == b"%PDF-"
