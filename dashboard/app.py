@@ -117,6 +117,7 @@ def build(
                 "log_last_seq": o.log_last_seq,
                 "projector": o.projector,
                 "leases": o.leases,
+                "verification": o.verification,
             }
         )
 

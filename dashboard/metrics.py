@@ -71,6 +71,17 @@ class OperationsCollector(Collector):
                 "Time since the last seal",
                 (o.read_at - o.seals.sealed_at).total_seconds(),
             )
+        if (v := o.verification) is not None:
+            yield GaugeMetricFamily(
+                "lienthong_verify_intact",
+                "1 if the last `lienthong verify` found the log intact, 0 if altered",
+                1 if v.intact else 0,
+            )
+            yield GaugeMetricFamily(
+                "lienthong_verify_age_seconds",
+                "Time since the last `lienthong verify` was recorded",
+                (o.read_at - v.at).total_seconds(),
+            )
         holders = GaugeMetricFamily(
             "lienthong_lease_holder",
             "1 for the process (host:pid:id) holding each once-per-deployment role's lease; "

@@ -1,6 +1,7 @@
 """The deployment's state as an operator watches it, read from JetStream (never from one process):
 how far the projector is behind the log, who holds each lease, how far the seals are behind,
-what the outbox still owes the province. Read-only: info requests and direct gets only.
+what the outbox still owes the province, what the last `verify` found. Read-only: info
+requests, direct gets and KV reads only.
 
 The same reading serves /readyz, /metrics and the page's interconnection panel, so any process
 running the dashboard tells the same story, whichever process runs the projector.
@@ -20,6 +21,7 @@ from consumers.delivery import UnitDeliveryStatus, delivery_status
 from consumers.lease import LEASES_BUCKET
 from consumers.projector import ProjectorSettings
 from consumers.sealer import last_seal
+from consumers.verifications import VerificationRecord, last_verification
 from gateway.jetstream import JetStream
 from gateway.node import FORWARDER_LEASE, PROJECTOR_LEASE, SEALER_LEASE
 from gateway.refusals import Unavailable
@@ -53,6 +55,8 @@ class Operations(msgspec.Struct, frozen=True, kw_only=True):
     """Each lease's holder (host:pid:id), None when nobody holds it."""
     seals: Seals
     outbox: list[UnitDeliveryStatus]
+    verification: VerificationRecord | None
+    """The last `lienthong verify` result recorded (None: never, or not recorded)."""
 
 
 async def projector_lag(
@@ -111,4 +115,5 @@ async def read_operations(client: Client) -> Operations:
         leases=await lease_holders(client),
         seals=seals,
         outbox=await delivery_status(client),
+        verification=await last_verification(client),
     )

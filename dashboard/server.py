@@ -71,10 +71,13 @@ class Dashboard:
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
-            # Open event streams never end by themselves: uvicorn closes them after this long.
+            # Open pages' event streams end when the feed stops; any other request still open
+            # is closed after this long.
             self._server.config.timeout_graceful_shutdown = 2
+            if self.feed is not None:
+                await self.feed.stop()
             await self._task
-        if self.feed is not None:
+        elif self.feed is not None:
             await self.feed.stop()
         if self.client is not None:
             await self.client.close()

@@ -27,6 +27,7 @@ from gateway.runtime import EMBEDDED_PORT, nats_available
 from gateway.settings import NatsSettings, StreamSettings, data_home
 
 if TYPE_CHECKING:
+    from consumers.verify import Verification
     from dashboard.server import Dashboard
 from schemas.replies import Accepted, Refused
 
@@ -400,6 +401,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     --witness the province's copy. Exit 0 intact, 1 altered. Changes nothing."""
     from nats.js.errors import NotFoundError
 
+    from consumers.periods import now_vn
+    from consumers.verifications import VerificationRecord, record_verification
     from consumers.verify import first_disagreement, read_seals, verify
     from consumers.witness import WITNESS_STREAM
     from gateway.streams import SEALS_STREAM
@@ -424,45 +427,79 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     own = []
                 theirs, _ = await read_seals(witness, stream)
                 disagree = first_disagreement(own, theirs)
+            whose = f"the witness's seals ({args.witness}, {stream})" if witness else "its seals"
+            intact, altered = _verdict(result, witness is not None, disagree, whose)
+            not_recorded = await record_verification(
+                client,
+                VerificationRecord(
+                    at=now_vn(),
+                    intact=intact,
+                    against=whose,
+                    events=result.events,
+                    last_seq=result.last_seq,
+                    seals=result.seals,
+                    verified_seq=result.verified_seq,
+                    unsealed=result.unsealed,
+                    altered=altered[:20],
+                ),
+                StreamSettings.from_env().replicas,
+            )
         finally:
             await client.close()
             if witness is not None:
                 await witness.close()
-        whose = f"the witness's seals ({args.witness}, {stream})" if witness else "its seals"
-        print(
-            f"{result.events} events in the log (last sequence {result.last_seq}), "
-            f"{result.seals} seals checked: the log against {whose}"
-        )
-        for unreadable in result.unreadable:
-            print(unreadable.line())
-        for foreign in result.foreign:
-            print(f"ALTERED: message {foreign.seq} on {foreign.subject}: {foreign.why}")
-        if result.foreign_count > len(result.foreign):
-            print(f"ALTERED: {result.foreign_count} messages not written by the gateway in all")
-        for bad in result.bad_seals:
-            print(f"ALTERED: message {bad.seq} of the seals is {bad.why}")
-        if result.broken_seal_seq is not None:
-            which = "the witness's seal" if witness else "the seal"
+        if not_recorded:
             print(
-                f"ALTERED: the log no longer matches {which} at sequence "
-                f"{result.broken_seal_seq}; it matches seals up to sequence "
-                f"{result.verified_seq} only"
+                f"(the result is not recorded for the dashboard: {not_recorded})", file=sys.stderr
             )
-        if disagree is not None:
-            print(
-                f"ALTERED: the city's own seals differ from the witness's from the seal at "
-                f"sequence {disagree} on"
-            )
-        if result.gaps:
-            print(f"ALTERED: events missing from the log at sequences {result.gaps[:10]}")
-        intact = result.intact and disagree is None
-        if intact:
-            print(f"intact: the log matches every seal, up to sequence {result.verified_seq}")
-        if result.unsealed:
-            print(f"{result.unsealed} events after the last seal are not sealed yet")
         return 0 if intact else 1
 
     return asyncio.run(run())
+
+
+def _verdict(
+    result: Verification, witness: bool, disagree: int | None, whose: str
+) -> tuple[bool, list[str]]:
+    """Print verify's findings: whether the log is intact, and the ALTERED lines."""
+    altered: list[str] = []
+
+    def say(line: str) -> None:
+        print(line)
+        if line.startswith("ALTERED"):
+            altered.append(line)
+
+    say(
+        f"{result.events} events in the log (last sequence {result.last_seq}), "
+        f"{result.seals} seals checked: the log against {whose}"
+    )
+    for unreadable in result.unreadable:
+        say(unreadable.line())
+    for foreign in result.foreign:
+        say(f"ALTERED: message {foreign.seq} on {foreign.subject}: {foreign.why}")
+    if result.foreign_count > len(result.foreign):
+        say(f"ALTERED: {result.foreign_count} messages not written by the gateway in all")
+    for bad in result.bad_seals:
+        say(f"ALTERED: message {bad.seq} of the seals is {bad.why}")
+    if result.broken_seal_seq is not None:
+        which = "the witness's seal" if witness else "the seal"
+        say(
+            f"ALTERED: the log no longer matches {which} at sequence "
+            f"{result.broken_seal_seq}; it matches seals up to sequence "
+            f"{result.verified_seq} only"
+        )
+    if disagree is not None:
+        say(
+            f"ALTERED: the city's own seals differ from the witness's from the seal at "
+            f"sequence {disagree} on"
+        )
+    if result.gaps:
+        say(f"ALTERED: events missing from the log at sequences {result.gaps[:10]}")
+    intact = result.intact and disagree is None
+    if intact:
+        say(f"intact: the log matches every seal, up to sequence {result.verified_seq}")
+    if result.unsealed:
+        say(f"{result.unsealed} events after the last seal are not sealed yet")
+    return intact, altered
 
 
 def cmd_witness(args: argparse.Namespace) -> int:

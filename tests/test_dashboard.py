@@ -4,6 +4,7 @@ anything, and no personal data anywhere."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import subprocess
@@ -274,3 +275,53 @@ def test_the_dashboard_command_without_a_server_is_one_line_and_exit_2() -> None
     assert run.returncode == 2, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert run.stderr.startswith("cannot serve the dashboard (NATS at nats://127.0.0.1:9)")
+
+
+def run_verify(url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "verify", "--nats-url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+class Verified(msgspec.Struct):
+    intact: bool
+    events: int
+    altered: list[str]
+
+
+class Interconnection(msgspec.Struct):
+    verification: Verified | None
+
+
+async def test_the_last_verify_result_is_shown_and_measured(
+    reports: ReportProjector, client: Client, nats_settings: NatsSettings, registry: Registry
+) -> None:
+    url = nats_settings.servers[0]
+    async with dashboard_on(nats_settings, registry) as board:
+
+        async def shown() -> tuple[Verified | None, float | None]:
+            got = await http_get(f"{board.url}/api/interconnection")
+            metric = samples((await http_get(f"{board.url}/metrics")).body)
+            verified = msgspec.json.decode(got.body, type=Interconnection).verification
+            return verified, metric.get(("lienthong_verify_intact", ()))
+
+        assert await shown() == (None, None)
+        intact = await asyncio.to_thread(run_verify, url)
+        assert intact.returncode == 0, intact.stdout + intact.stderr
+        assert await shown() == (Verified(intact=True, events=11, altered=[]), 1)
+
+        # A message written around the gateway: verify says ALTERED, and so does the dashboard.
+        await client.jetstream().publish(f"onestop.events.{ev.WARD}.dossier.X", b"{}")
+        altered = await asyncio.to_thread(run_verify, url)
+        assert altered.returncode == 1, altered.stdout + altered.stderr
+        verified, metric = await shown()
+    assert verified is not None
+    assert not verified.intact
+    assert metric == 0
+    assert verified.altered == [
+        line for line in altered.stdout.splitlines() if line.startswith("ALTERED")
+    ]
+    assert verified.altered

@@ -199,6 +199,20 @@ function showInterconnection(data) {
       ? `Chưa niêm phong / not sealed yet; nhật ký / log at ${data.log_last_seq.toLocaleString("vi-VN")}`
       : `Niêm phong đến / sealed up to ${s.last_seq.toLocaleString("vi-VN")} (${when(s.sealed_at)}), ` +
         `${s.behind.toLocaleString("vi-VN")} sự kiện chưa niêm phong / events not sealed yet`;
+  const v = data.verification;
+  $("verify").dataset.intact = v ? String(v.intact) : "";
+  $("verify").textContent = !v
+    ? "Chưa kiểm tra / never run (or not recorded)"
+    : `${v.intact ? "Toàn vẹn / intact" : "BỊ THAY ĐỔI / ALTERED"} · ${when(v.at)} · ` +
+      `${v.events.toLocaleString("vi-VN")} sự kiện / events, ${v.seals.toLocaleString("vi-VN")} ` +
+      `niêm phong / seals (${v.against}), khớp đến / matches up to ${v.verified_seq.toLocaleString("vi-VN")}`;
+  $("altered").replaceChildren(
+    ...(v ? v.altered : []).map((line) => {
+      const li = document.createElement("li");
+      li.textContent = line;
+      return li;
+    })
+  );
   const rows = data.outbox.map((r) => {
     const tr = document.createElement("tr");
     tr.append(
