@@ -398,7 +398,8 @@ def _moment(text: str) -> datetime:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Recompute the log's hash chain and hold it against every seal: the city's own, or with
-    --witness the province's copy. Exit 0 intact, 1 altered. Changes nothing."""
+    --witness the province's copy. Exit 0 intact, 1 altered. Changes nothing in the log or the
+    seals; the verdict is recorded for the dashboard where the rights allow."""
     from nats.js.errors import NotFoundError
 
     from consumers.periods import now_vn
