@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import signal
 import subprocess
 import sys
 
@@ -32,6 +33,7 @@ from tests.helpers import (
     GatewayStarter,
     connected,
     dashboard_on,
+    free_port,
     http_get,
     submit,
     until,
@@ -325,3 +327,37 @@ async def test_the_last_verify_result_is_shown_and_measured(
         line for line in altered.stdout.splitlines() if line.startswith("ALTERED")
     ]
     assert verified.altered
+
+
+@pytest.mark.slow
+async def test_the_demo_with_dashboard_serves_the_city_report_until_told_to_stop(
+    subprocess_env: dict[str, str],
+) -> None:
+    port = free_port()
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "demo",
+        "--dashboard",
+        str(port),
+        env=subprocess_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert demo.stdout is not None
+    try:
+        while True:
+            line = (await asyncio.wait_for(demo.stdout.readline(), 300)).decode()
+            assert line, "the demo ended without serving the dashboard"
+            if line.startswith("Dashboard: open "):
+                break
+        assert line.split()[2] == f"http://127.0.0.1:{port}/?unit=540&period=2021-04"
+        got = await http_get(f"http://127.0.0.1:{port}/api/report?unit=540&period=2021-04")
+        figures = {f["en"]: f["text"] for f in msgspec.json.decode(got.body)["figures"]}
+        assert figures["Dossiers received, total"] == "5.618"
+        assert figures["on-time rate"] == "99,12%"
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(demo.wait(), 60)
+    assert code == 0
