@@ -22,6 +22,7 @@ from consumers.lease import Lease
 from consumers.projector import ReportProjector
 from consumers.report_format import rows
 from gateway import connection
+from gateway.embedded import NatsServer
 from gateway.jetstream import JetStream
 from gateway.node import PROJECTOR_LEASE, Node
 from gateway.registry import Registry
@@ -360,4 +361,36 @@ async def test_the_demo_with_dashboard_serves_the_city_report_until_told_to_stop
     finally:
         demo.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(demo.wait(), 60)
+    assert code == 0
+
+
+async def test_serve_runs_the_dashboard_as_a_role_and_stops_it_on_sigterm(
+    nats_server: NatsServer, subprocess_env: dict[str, str]
+) -> None:
+    port = free_port()
+    serve = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "gateway.cli", "serve", "--nats-url", nats_server.url],
+        *["--roles", "gateway,projector,dashboard", "--dashboard-port", str(port)],
+        env=subprocess_env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert serve.stderr is not None
+    try:
+        while True:
+            line = (await asyncio.wait_for(serve.stderr.readline(), 60)).decode()
+            assert line, "serve ended without serving the dashboard"
+            if line.startswith("dashboard at "):
+                break
+        assert line.strip() == f"dashboard at http://127.0.0.1:{port}/"
+        url = f"http://127.0.0.1:{port}"
+        await until(lambda: is_ready(url), what="/readyz ready")
+        async with connected(nats_server.url) as client:
+            await submit(client, ev.WARD, ev.received("S-1"))
+        await until(lambda: projector_caught_up(url), what="the projector's lag reaching 0")
+        metric = samples((await http_get(f"{url}/metrics")).body)
+        assert metric[("lienthong_events_total", (("code", "ok"),))] == 1
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(serve.wait(), 60)
     assert code == 0
