@@ -80,9 +80,10 @@ class ReportFeed:
         await asyncio.wait_for(self._caught_up.wait(), timeout)
 
     async def stop(self) -> None:
-        if self._sub is not None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
             with contextlib.suppress(nats.errors.Error):
-                await self._sub.unsubscribe()
+                await sub.unsubscribe()
         for queue in list(self._browsers):
             self._close(queue)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -15,6 +17,10 @@ from dashboard.feed import ReportFeed
 from gateway import connection, logs
 from gateway.registry import Registry
 from gateway.settings import NatsSettings
+
+
+class CannotListen(OSError):
+    """The dashboard's address cannot be listened on (the port taken, not this machine's)."""
 
 
 class _Server(uvicorn.Server):
@@ -59,12 +65,21 @@ class Dashboard:
             access_log=False,
             lifespan="off",
         )
+        # The socket is bound here, not by uvicorn, which would end the process on a port
+        # already taken: the caller says so in one line instead.
+        try:
+            listening = socket.create_server((self.settings.host, self.settings.port))
+        except OSError as e:
+            await self._close_feed()
+            why = os.strerror(e.errno) if e.errno else str(e)
+            where = f"{self.settings.host}:{self.settings.port}"
+            raise CannotListen(f"cannot listen on {where}: {why}") from e
         self._server = _Server(config)
-        self._task = asyncio.create_task(self._server.serve())
+        self._task = asyncio.create_task(self._server.serve(sockets=[listening]))
         while not self._server.started:
             if self._task.done():
-                await self._task  # raises why it could not start (the port is taken, ...)
-                raise OSError(f"the dashboard could not listen on port {self.settings.port}")
+                await self._task
+                raise OSError(f"the dashboard did not start on port {self.settings.port}")
             await asyncio.sleep(0.02)
         self.log.info("dashboard.started", url=self.url)
 
@@ -77,8 +92,12 @@ class Dashboard:
             if self.feed is not None:
                 await self.feed.stop()
             await self._task
-        elif self.feed is not None:
+            self._server = None
+        await self._close_feed()
+        self.log.info("dashboard.stopped")
+
+    async def _close_feed(self) -> None:
+        if self.feed is not None:
             await self.feed.stop()
         if self.client is not None:
             await self.client.close()
-        self.log.info("dashboard.stopped")

@@ -52,7 +52,7 @@ async def _until_signalled() -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     registry = _registry(args)
 
-    async def serve(settings: NatsSettings) -> None:
+    async def serve(settings: NatsSettings) -> int:
         roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
         node = Node(
             settings,
@@ -64,16 +64,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
             sealer=SealerSettings.from_env(),
         )
         await node.start()
-        board = await _start_dashboard(settings, registry, args) if "dashboard" in roles else None
+        board = None
+        if "dashboard" in roles:
+            try:
+                board = await _start_dashboard(settings, registry, args)
+            except OSError as e:  # its port taken, or not an address of this machine
+                print(f"cannot serve the dashboard: {e}", file=sys.stderr)
+                await node.stop()
+                return 2
         print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
         await _until_signalled()
         if board is not None:
             await board.stop()
         await node.stop()
+        return 0
 
     with nats_available(_nats(args), store_dir=data_home() / "nats", port=args.port) as settings:
-        asyncio.run(serve(settings))
-    return 0
+        return asyncio.run(serve(settings))
 
 
 async def _start_dashboard(
@@ -110,8 +117,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         finally:
             await board.stop()
 
+    from dashboard.server import CannotListen
+
     try:
         asyncio.run(run())
+    except CannotListen as e:
+        print(f"cannot serve the dashboard: {e}", file=sys.stderr)
+        return 2
     except (nats.errors.Error, OSError, TimeoutError) as e:
         where = ", ".join(settings.servers)
         print(

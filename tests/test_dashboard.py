@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import signal
+import socket
 import subprocess
 import sys
 
@@ -26,6 +27,7 @@ from gateway.embedded import NatsServer
 from gateway.jetstream import JetStream
 from gateway.node import PROJECTOR_LEASE, Node
 from gateway.registry import Registry
+from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
 from schemas.report import Report
 from tests import events as ev
@@ -394,3 +396,30 @@ async def test_serve_runs_the_dashboard_as_a_role_and_stops_it_on_sigterm(
         serve.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(serve.wait(), 60)
     assert code == 0
+
+
+async def test_a_port_already_taken_is_one_line_and_exit_2(
+    gateway: Gateway, nats_server: NatsServer, subprocess_env: dict[str, str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        url = ["--nats-url", nats_server.url]
+        for command in (
+            ["dashboard", *url, "--port", str(port)],
+            ["serve", *url, "--roles", "dashboard", "--dashboard-port", str(port)],
+        ):
+            run = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "gateway.cli", "--log-level", "error", *command],
+                env=subprocess_env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert run.returncode == 2, run.stderr
+            assert run.stderr.strip().splitlines() == [
+                f"cannot serve the dashboard: cannot listen on 127.0.0.1:{port}: "
+                "Address already in use"
+            ], command
