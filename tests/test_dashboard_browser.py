@@ -81,8 +81,14 @@ def expected(report: Report) -> list[tuple[str, str, str]]:
 
 
 async def opened(page: Page, url: str) -> None:
+    """Load the page until it has drawn everything; no script error or refused load on the way
+    (the page's content security policy refuses anything not from the dashboard itself)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     await page.goto(url)
     await expect(page.locator("body")).to_have_attribute("data-loaded", "true")
+    assert errors == []
 
 
 async def test_the_page_shows_the_published_report_and_a_new_revision_without_a_reload(
