@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
-import os
 import random
 import time
 from collections import OrderedDict
@@ -128,11 +127,6 @@ class _MsgGet(msgspec.Struct):
 _MSG_GET = msgspec.json.Decoder(_MsgGet)
 
 
-def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
-
-
 class ForwarderSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Both outbound stages. Every duration is in seconds."""
 
@@ -154,23 +148,6 @@ class ForwarderSettings(msgspec.Struct, frozen=True, kw_only=True):
     lease_ttl: float = 15.0
     """One forwarder runs per deployment; a standby takes over this long after it died."""
     outbox: OutboxSettings = msgspec.field(default_factory=OutboxSettings)
-
-    @classmethod
-    def from_env(cls) -> ForwarderSettings:
-        d = cls()
-        prefix = "LIENTHONG_FORWARDER_"
-        ack_wait = _env_float(prefix + "ACK_WAIT", d.ack_wait)
-        return cls(
-            ack_wait=ack_wait,
-            outbox=OutboxSettings(ack_wait=ack_wait),
-            first_delay=_env_float(prefix + "FIRST_DELAY", d.first_delay),
-            max_delay=_env_float(prefix + "MAX_DELAY", d.max_delay),
-            park_after=_env_float(prefix + "PARK_AFTER", d.park_after),
-            request_timeout=_env_float(prefix + "REQUEST_TIMEOUT", d.request_timeout),
-            concurrency=int(_env_float(prefix + "CONCURRENCY", d.concurrency)),
-            parked_poll=_env_float(prefix + "PARKED_POLL", d.parked_poll),
-            lease_ttl=_env_float(prefix + "LEASE_TTL", d.lease_ttl),
-        )
 
 
 def outbound_key(unit: str, dossier_id: str, message_id: str) -> str:

@@ -32,7 +32,6 @@ from gateway import logs
 from gateway.jetstream import JetStream, WrongLastSequence, delivery_of
 from gateway.refusals import Unavailable
 from gateway.registry import Registry
-from gateway.settings import from_env as settings_from_env
 from gateway.streams import EVENTS_STREAM
 from schemas.codec import EVENT_DECODER
 from schemas.report import Report
@@ -52,11 +51,6 @@ class ProjectorSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How often provisional reports are checked for a period end or a day without revision."""
     lease_ttl: float = 15.0
     """One projector runs per deployment; a standby takes over this long after it died."""
-
-    @classmethod
-    def from_env(cls) -> ProjectorSettings:
-        """`LIENTHONG_PROJECTOR_<FIELD>` overrides a field (e.g. ..._COALESCE_SECONDS=0.5)."""
-        return settings_from_env(cls, "LIENTHONG_PROJECTOR_")
 
 
 class ReportProjector:

@@ -26,7 +26,6 @@ from consumers.periods import now_vn
 from gateway import logs
 from gateway.jetstream import JetStream, WrongLastSequence, delivery_of
 from gateway.refusals import Unavailable
-from gateway.settings import from_env
 from gateway.streams import EVENTS_STREAM, SEALS_STREAM, SEALS_SUBJECT
 from schemas.seal import Seal
 
@@ -38,11 +37,6 @@ class SealerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How often a new seal is published while events arrive."""
     lease_ttl: float = 15.0
     """One sealer runs per deployment; a standby takes over this long after it died."""
-
-    @classmethod
-    def from_env(cls) -> SealerSettings:
-        """`LIENTHONG_SEALER_<FIELD>` overrides a field (e.g. ..._INTERVAL_SECONDS=10)."""
-        return from_env(cls, "LIENTHONG_SEALER_")
 
 
 async def last_seal(js: JetStream) -> tuple[Seal, int] | None:

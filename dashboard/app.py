@@ -22,25 +22,13 @@ from dashboard import health, spreadsheets, views
 from dashboard.feed import ReportFeed
 from dashboard.metrics import exposition
 from dashboard.operations import read_operations
+from dashboard.settings import DashboardSettings
 from gateway.refusals import Unavailable
 from gateway.registry import Registry
-from gateway.settings import from_env
 
 STATIC = StaticFiles(packages=[("dashboard", "static")])
 KEEPALIVE_SECONDS = 15.0
 """A comment on the event stream this often, so proxies keep an idle page's stream open."""
-
-
-class DashboardSettings(msgspec.Struct, frozen=True, kw_only=True):
-    host: str = "127.0.0.1"
-    port: int = 8080
-    ready_lag_seconds: float = 30.0
-    """/readyz is not ready while the projector's oldest unapplied event waited longer."""
-
-    @classmethod
-    def from_env(cls) -> DashboardSettings:
-        """`LIENTHONG_DASHBOARD_<FIELD>` overrides a field (e.g. ..._READY_LAG_SECONDS=10)."""
-        return from_env(cls, "LIENTHONG_DASHBOARD_")
 
 
 def _json(value: Any, status_code: int = 200) -> Response:

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 import uvicorn
 from nats.aio.client import Client
 
-from dashboard.app import DashboardSettings, build
+from dashboard.app import build
 from dashboard.feed import ReportFeed
+from dashboard.settings import DashboardSettings
 from gateway import connection, logs
 from gateway.registry import Registry
 from gateway.settings import NatsSettings
@@ -54,8 +55,12 @@ class Dashboard:
     async def start(self) -> None:
         self.client = await connection.connect(self.nats)
         self.feed = ReportFeed(self.client)
-        await self.feed.start()
-        await self.feed.wait_caught_up()
+        try:
+            await self.feed.start()
+            await self.feed.wait_caught_up()
+        except BaseException:
+            await self._close_feed()
+            raise
         app = build(self.client, self.feed, self.registry, self.settings)
         config = uvicorn.Config(
             app,

@@ -4,27 +4,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 
 from consumers.delivery import ForwarderSettings
+from consumers.outbox import OutboxSettings
 from consumers.projector import ProjectorSettings
 from consumers.sealer import SealerSettings
+from dashboard.settings import DashboardSettings
 from gateway import connection, logs
 from gateway.client import submit_all
+from gateway.command_errors import USAGE_EXIT, CommandError, denied, explain
 from gateway.docs import asyncapi, json_schema, render
-from gateway.node import Node
+from gateway.node import ROLES, Node
 from gateway.progress import Progress
+from gateway.refusals import Unavailable
 from gateway.registry import Registry
 from gateway.runtime import EMBEDDED_PORT, nats_available
-from gateway.settings import NatsSettings, StreamSettings, data_home
+from gateway.settings import (
+    NATS_VARIABLES,
+    STREAM_VARIABLES,
+    NatsSettings,
+    StreamSettings,
+    data_home,
+    prefixed,
+    read,
+)
 
 if TYPE_CHECKING:
     from consumers.verify import Verification
@@ -36,9 +51,87 @@ def _nats(args: argparse.Namespace) -> NatsSettings:
     return NatsSettings.from_env(getattr(args, "nats_url", None))
 
 
+FORWARDER_VARIABLES = {
+    name: field
+    for name, field in prefixed(ForwarderSettings, "LIENTHONG_FORWARDER_").items()
+    if field != "outbox"  # a stage of its own, not a value
+}
+PROJECTOR_VARIABLES = prefixed(ProjectorSettings, "LIENTHONG_PROJECTOR_")
+SEALER_VARIABLES = prefixed(SealerSettings, "LIENTHONG_SEALER_")
+DASHBOARD_VARIABLES = prefixed(DashboardSettings, "LIENTHONG_DASHBOARD_")
+ENVIRONMENT: tuple[tuple[type[msgspec.Struct], dict[str, str]], ...] = (
+    (NatsSettings, NATS_VARIABLES),
+    (StreamSettings, STREAM_VARIABLES),
+    (ForwarderSettings, FORWARDER_VARIABLES),
+    (ProjectorSettings, PROJECTOR_VARIABLES),
+    (SealerSettings, SEALER_VARIABLES),
+    (DashboardSettings, DASHBOARD_VARIABLES),
+)
+"""Every `LIENTHONG_*` variable a process reads, with the settings it fills (and
+`LIENTHONG_HOME`, the embedded server's folder: `data_home`)."""
+
+
+def forwarder_settings() -> ForwarderSettings:
+    """`LIENTHONG_FORWARDER_<FIELD>`; the outbox stage redelivers after the same ack wait."""
+    settings = read(ForwarderSettings, FORWARDER_VARIABLES)
+    return msgspec.structs.replace(settings, outbox=OutboxSettings(ack_wait=settings.ack_wait))
+
+
 def _registry(args: argparse.Namespace) -> Registry:
     path: Path | None = getattr(args, "registry", None)
     return Registry.load(path)
+
+
+def _known_unit(registry: Registry, unit: str) -> str:
+    if unit not in registry:
+        raise CommandError(
+            f"unit {unit} is not in the registry: check the code, or give the gateway's own "
+            "registry with --registry"
+        )
+    return unit
+
+
+def _period(text: str) -> str:
+    from consumers.periods import period_index
+
+    try:
+        period_index(text)
+    except ValueError as e:
+        raise CommandError(f"--period {text!r} is not a period: give YYYY-MM") from e
+    return text
+
+
+@contextlib.asynccontextmanager
+async def _connected(settings: NatsSettings) -> AsyncIterator[Client]:
+    """A one-shot command's connection, closed however the command ends. A request that timed
+    out because the server refused it a right is said as that refusal: nats-py reports
+    permission violations on the side (`last_error`), and the request only times out."""
+    client = await connection.connect(settings, service=False)
+    try:
+        yield client
+    except (TimeoutError, nats.errors.Error, Unavailable) as e:
+        _said_if_denied(client, settings, e)
+        raise
+    finally:
+        await client.close()
+
+
+def _said_if_denied(
+    client: Client, settings: NatsSettings, cause: BaseException | None = None
+) -> None:
+    """CommandError if NATS refused this connection a right (what timed out was refused)."""
+    if denied(client.last_error):
+        raise CommandError(
+            f"permission denied by NATS at {', '.join(settings.servers)}: "
+            f"{client.last_error}; ask the operator for the right"
+        ) from cause
+
+
+async def _reachable(settings: NatsSettings) -> None:
+    """Fail at once, in one line, when a service's NATS is not there at start: a service
+    connection would wait for it for ever, and a wrong URL would look like a hang."""
+    async with _connected(settings):
+        pass
 
 
 async def _until_signalled() -> None:
@@ -51,27 +144,37 @@ async def _until_signalled() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     registry = _registry(args)
+    # Every setting read, and judged, before anything starts.
+    streams = StreamSettings.from_env()
+    forwarder = forwarder_settings()
+    projector = read(ProjectorSettings, PROJECTOR_VARIABLES)
+    sealer = read(SealerSettings, SEALER_VARIABLES)
+    roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
+    if unknown := sorted(roles - set(SERVE_ROLES)) or (not roles and ["(none)"]):
+        raise CommandError(
+            f"--roles: no role {', '.join(unknown)}; give some of {', '.join(SERVE_ROLES)}"
+        )
+    board_settings = dashboard_settings(args) if "dashboard" in roles else None
 
     async def serve(settings: NatsSettings) -> int:
-        roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
+        await _reachable(settings)
         node = Node(
             settings,
-            StreamSettings.from_env(),
+            streams,
             registry,
             roles=roles,
-            forwarder=ForwarderSettings.from_env(),
-            projector=ProjectorSettings.from_env(),
-            sealer=SealerSettings.from_env(),
+            forwarder=forwarder,
+            projector=projector,
+            sealer=sealer,
         )
         await node.start()
         board = None
-        if "dashboard" in roles:
+        if board_settings is not None:
             try:
-                board = await _start_dashboard(settings, registry, args)
-            except OSError as e:  # its port taken, or not an address of this machine
-                print(f"cannot serve the dashboard: {e}", file=sys.stderr)
+                board = await _start_dashboard(settings, registry, board_settings)
+            except BaseException:
                 await node.stop()
-                return 2
+                raise
         print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
         await _until_signalled()
         if board is not None:
@@ -83,60 +186,61 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return asyncio.run(serve(settings))
 
 
-async def _start_dashboard(
-    settings: NatsSettings, registry: Registry, args: argparse.Namespace
-) -> Dashboard:
-    from dashboard.app import DashboardSettings
-    from dashboard.server import Dashboard
+SERVE_ROLES = (*ROLES, "dashboard")
+"""What `serve --roles` takes: the node's parts, and the dashboard beside them."""
 
-    board_settings = DashboardSettings.from_env()
+
+def dashboard_settings(args: argparse.Namespace) -> DashboardSettings:
+    """`LIENTHONG_DASHBOARD_*`, then the command's own --port / --host."""
+    settings = read(DashboardSettings, DASHBOARD_VARIABLES)
     if args.dashboard_port is not None:
-        board_settings = msgspec.structs.replace(board_settings, port=args.dashboard_port)
+        settings = msgspec.structs.replace(settings, port=args.dashboard_port)
     if args.dashboard_host is not None:
-        board_settings = msgspec.structs.replace(board_settings, host=args.dashboard_host)
+        settings = msgspec.structs.replace(settings, host=args.dashboard_host)
+    return settings
+
+
+async def _start_dashboard(
+    settings: NatsSettings, registry: Registry, board_settings: DashboardSettings
+) -> Dashboard:
+    from dashboard.server import CannotListen, Dashboard
+
     board = Dashboard(settings, registry, board_settings)
-    await board.start()
+    try:
+        await board.start()
+    except CannotListen as e:
+        raise CommandError(f"cannot serve the dashboard: {e}") from e
+    except (TimeoutError, nats.errors.Error, Unavailable) as e:
+        if board.client is not None:  # what timed out may have been refused
+            _said_if_denied(board.client, settings, e)
+        raise
     print(f"dashboard at {board.url}/", file=sys.stderr)
     return board
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """The read-only dashboard on its own, against a running deployment."""
-    import nats.errors
-
     settings = _command_nats(args)
     registry = _registry(args)
+    board_settings = dashboard_settings(args)
 
-    async def run() -> None:
-        # A service reconnects for ever, also on its first connect: try once first, so a wrong
-        # URL is one line and exit 2 instead of a dashboard waiting for ever.
-        await (await connection.connect(settings, service=False)).close()
-        board = await _start_dashboard(settings, registry, args)
+    async def run() -> int:
+        await _reachable(settings)
+        board = await _start_dashboard(settings, registry, board_settings)
         try:
             await _until_signalled()
         finally:
             await board.stop()
+        return 0
 
-    from dashboard.server import CannotListen
-
-    try:
-        asyncio.run(run())
-    except CannotListen as e:
-        print(f"cannot serve the dashboard: {e}", file=sys.stderr)
-        return 2
-    except (nats.errors.Error, OSError, TimeoutError) as e:
-        where = ", ".join(settings.servers)
-        print(
-            f"cannot serve the dashboard (NATS at {where}): {e or type(e).__name__}",
-            file=sys.stderr,
-        )
-        return 2
-    return 0
+    return asyncio.run(run())
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     # Bytes, split on newlines only: a bad line is refused on its own, never the whole file,
     # and a JSON string may hold U+2028 and the like, where str.splitlines would cut it.
+    if args.batch < 1:
+        raise CommandError(f"--batch {args.batch}: give a number of events of 1 or more")
     data = Path(args.file).read_bytes().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM
     lines = [(n, line.strip()) for n, line in enumerate(data.split(b"\n"), 1) if line.strip()]
     settings = _nats(args)
@@ -144,24 +248,31 @@ def cmd_submit(args: argparse.Namespace) -> int:
         settings = NatsSettings.from_env(f"nats://127.0.0.1:{EMBEDDED_PORT}")
 
     async def submit() -> int:
-        client = await connection.connect(settings, service=False)
-        progress = Progress(len(lines), f"submitting as {args.unit}")
-        try:
-            replies = await submit_all(
-                client,
-                args.unit,
-                [line for _, line in lines],
-                batch_size=args.batch,
-                on_progress=progress.advance,
-            )
-        finally:
+        async with _connected(settings) as client:
+            progress = Progress(len(lines), f"submitting as {args.unit}")
+            try:
+                replies = await submit_all(
+                    client,
+                    args.unit,
+                    [line for _, line in lines],
+                    batch_size=args.batch,
+                    on_progress=progress.advance,
+                )
+                _said_if_denied(client, settings)
+            except BaseException:
+                progress.abandon()
+                raise
             progress.close()
-            await client.close()
         accepted = [r for r in replies if isinstance(r, Accepted)]
         refused = [
             (n, r) for (n, _), r in zip(lines, replies, strict=True) if isinstance(r, Refused)
         ]
         codes = Counter(r.error.code.value for _, r in refused)
+        if refused and codes == {"unknown_unit": len(lines)}:
+            raise CommandError(
+                f"the gateway does not know unit {args.unit}: every event was refused "
+                "unknown_unit (check --unit against the gateway's registry)"
+            )
         print(
             f"{len(lines)} events: {sum(not r.duplicate for r in accepted)} accepted, "
             f"{sum(r.duplicate for r in accepted)} duplicates, {len(refused)} refused"
@@ -179,19 +290,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from consumers import report_format, report_store
     from gateway.jetstream import JetStream
 
-    settings = _nats(args)
-    if not settings.servers:
-        settings = NatsSettings.from_env(f"nats://127.0.0.1:{EMBEDDED_PORT}")
+    settings = _command_nats(args)
     registry = _registry(args)
+    _known_unit(registry, args.unit)
+    _period(args.period)
 
     async def fetch() -> int:
-        client = await connection.connect(settings, service=False)
-        try:
+        async with _connected(settings) as client:
             found = await report_store.current_report(
                 JetStream(client, settings.request_timeout), args.unit, args.period
             )
-        finally:
-            await client.close()
         if found is None:
             print(f"no report for unit {args.unit}, period {args.period}", file=sys.stderr)
             return 1
@@ -226,13 +334,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     registry = _registry(args)
 
     async def status() -> int:
-        client = await connection.connect(settings, service=False)
-        try:
+        async with _connected(settings) as client:
             rows = await delivery_status(client)
             skips = await skipped(client)
             actions = await operator_actions(client)
-        finally:
-            await client.close()
         sys.stdout.write(status_table(rows, registry, now_vn()))
         sys.stdout.write(skips_table(skips))
         if actions:
@@ -253,6 +358,8 @@ def cmd_resume_delivery(args: argparse.Namespace) -> int:
     from gateway.operations import OperationsLog, Target
 
     settings = _command_nats(args)
+    if args.unit is not None:
+        _known_unit(_registry(args), args.unit)
     command = " ".join(
         ["resume-delivery"]
         + ([f"--unit {args.unit}"] if args.unit else [])
@@ -260,8 +367,7 @@ def cmd_resume_delivery(args: argparse.Namespace) -> int:
     )
 
     async def resume() -> int:
-        client = await connection.connect(settings, service=False)
-        try:
+        async with _connected(settings) as client:
             operations = OperationsLog(client)
             await operations.ready()  # nothing is changed that could not be recorded
             resumed = await resume_parked(client, args.unit, args.dossier)
@@ -272,8 +378,6 @@ def cmd_resume_delivery(args: argparse.Namespace) -> int:
                     for r in resumed
                 ],
             )
-        finally:
-            await client.close()
         for r in resumed:
             print(f"resumed {r.unit} {r.dossier_id!r} {r.kind.value} {r.message_id}")
         print(f"{len(resumed)} parked deliveries set back to pending")
@@ -297,6 +401,7 @@ def cmd_province_sim(args: argparse.Namespace) -> int:
     )
 
     async def simulate() -> int:
+        await _reachable(settings)
         client = await connection.connect(settings)
         sim = ProvinceSimulator(client, province)
         await sim.start()
@@ -316,13 +421,11 @@ def cmd_history(args: argparse.Namespace) -> int:
     from gateway.history import dossier_history, render
 
     settings = _command_nats(args)
+    _known_unit(_registry(args), args.unit)
 
     async def history() -> int:
-        client = await connection.connect(settings, service=False)
-        try:
+        async with _connected(settings) as client:
             lines = await dossier_history(client, args.unit, args.dossier)
-        finally:
-            await client.close()
         if not lines:
             print(f"unit {args.unit} has no dossier {args.dossier!r} in the log", file=sys.stderr)
             return 1
@@ -339,12 +442,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     sends nothing: read-only rights are enough."""
     from datetime import UTC
 
-    import nats.errors
-
     from consumers import rebuild_format
     from consumers.rebuild import BadSelection, compare, published, rebuild, selection
     from consumers.replay import last_seq
-    from gateway.refusals import Unavailable
 
     settings = _command_nats(args)
     registry = _registry(args)
@@ -352,12 +452,10 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         chosen = selection(registry, args.unit, args.period)
         moment = _moment(args.as_of) if args.as_of else None
     except (BadSelection, ValueError) as e:
-        print(e, file=sys.stderr)
-        return 2
+        raise CommandError(str(e)) from e
 
     async def run() -> int:
-        client = await connection.connect(settings, service=False)
-        try:
+        async with _connected(settings) as client:
             progress = Progress(await last_seq(client), "replaying the log")
             try:
                 rebuilt = await rebuild(
@@ -366,11 +464,11 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
                     stored_by=moment,
                     on_progress=progress.advance,
                 )
-            finally:
-                progress.close()
+            except BaseException:
+                progress.abandon()
+                raise
+            progress.close()
             seen = await published(client, chosen, moment)
-        finally:
-            await client.close()
         comparisons = compare(rebuilt.book, seen, moment or datetime.now(UTC), chosen)
         if args.format == "json":
             sys.stdout.write(rebuild_format.as_json(comparisons, rebuilt.unreadable, as_of=moment))
@@ -386,15 +484,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
             )
         return 0 if all(c.equal for c in comparisons) else 1
 
-    try:
-        return asyncio.run(run())
-    except (nats.errors.Error, Unavailable, OSError) as e:
-        where = ", ".join(settings.servers)
-        print(
-            f"cannot read the log or the reports (at {where}): {e or type(e).__name__}",
-            file=sys.stderr,
-        )
-        return 2
+    return asyncio.run(run())
 
 
 def _moment(text: str) -> datetime:
@@ -423,13 +513,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     settings = _command_nats(args)
 
     async def run() -> int:
-        client = await connection.connect(settings, service=False)
-        witness: Client | None = None
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            client = await stack.enter_async_context(_connected(settings))
+            witness: Client | None = None
             if args.witness:
-                witness = await connection.connect(
-                    NatsSettings(servers=(args.witness,)), service=False
-                )
+                try:
+                    witness = await stack.enter_async_context(
+                        _connected(NatsSettings(servers=(args.witness,)))
+                    )
+                except (nats.errors.Error, OSError) as e:
+                    raise CommandError(
+                        f"cannot reach the witness at {args.witness}: check --witness"
+                    ) from e
             stream = (args.witness_stream or WITNESS_STREAM) if witness else SEALS_STREAM
             result = await verify(client, witness, stream)
             disagree = None
@@ -457,10 +552,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 ),
                 StreamSettings.from_env().replicas,
             )
-        finally:
-            await client.close()
-            if witness is not None:
-                await witness.close()
         if not_recorded:
             print(
                 f"(the result is not recorded for the dashboard: {not_recorded})", file=sys.stderr
@@ -523,11 +614,8 @@ def cmd_witness(args: argparse.Namespace) -> int:
     name = args.stream or WITNESS_STREAM
 
     async def run() -> int:
-        client = await connection.connect(settings, service=False)
-        try:
+        async with _connected(settings) as client:
             created = await keep_witness(client, args.city_domain, name)
-        finally:
-            await client.close()
         state = "created" if created else "already there"
         print(
             f"witness stream {name} {state} on {', '.join(settings.servers)}: a mirror of "
@@ -541,8 +629,6 @@ def cmd_witness(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a period's events as JSON Lines, without personal data. Changes nothing and
     sends nothing."""
-    import nats.errors
-
     from consumers.export import export, selection
     from consumers.replay import Unreadable
 
@@ -550,8 +636,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         chosen = selection(_registry(args), args.period, args.unit)
     except ValueError as e:
-        print(e, file=sys.stderr)
-        return 2
+        raise CommandError(str(e)) from e
     output: Path | None = args.output
     # Written beside the file and renamed when complete: an export file is never half an export.
     partial = output.with_name(output.name + ".partial") if output is not None else None
@@ -563,26 +648,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(unreadable.line(), file=sys.stderr)
 
     async def run() -> int:
-        client = await connection.connect(settings, service=False)
-        try:
+        async with _connected(settings) as client:
             if partial is None:
                 return await export(client, chosen, sys.stdout.buffer, report)
             with partial.open("wb") as out:
                 return await export(client, chosen, out, report)
-        finally:
-            await client.close()
 
     try:
         count = asyncio.run(run())
-    except (nats.errors.Error, OSError) as e:
-        if partial is not None:
+    except BaseException:
+        if partial is not None:  # an export file is whole or not there
             partial.unlink(missing_ok=True)
-        where = ", ".join(settings.servers)
-        what = "cannot read the event log"
-        if isinstance(e, OSError) and output is not None:
-            what = f"cannot write {output}"
-        print(f"{what} (at {where}): {str(e) or type(e).__name__}", file=sys.stderr)
-        return 1
+        raise
     if output is not None and partial is not None:
         partial.replace(output)
     sys.stdout.flush()
@@ -608,8 +685,23 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, saying a bad argument in one line with where to look, as every other
+    expected failure is said."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_EXIT, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative: give 0 or more")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lienthong", description=__doc__)
+    p = _Parser(prog="lienthong", description=__doc__)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -668,19 +760,22 @@ def parser() -> argparse.ArgumentParser:
     )
     resume.add_argument("--unit")
     resume.add_argument("--dossier", help="a dossier id (as the unit submitted it)")
+    resume.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
     nats_url(resume)
     resume.set_defaults(run=cmd_resume_delivery)
 
     sim = sub.add_parser("province-sim", help="run a stand-in for the province's system")
     nats_url(sim)
     sim.add_argument("--province", default="52", help="province code (default: 52, Bình Định)")
-    sim.add_argument("--drop-every", type=int, default=0, help="leave every Nth request unanswered")
+    sim.add_argument(
+        "--drop-every", type=_positive, default=0, help="leave every Nth request unanswered"
+    )
     sim.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     sim.add_argument("--down", action="store_true", help="answer nothing")
     sim.add_argument("--no-results", action="store_true", help="send no receipts or results back")
     sim.add_argument(
         "--supplement-every",
-        type=int,
+        type=_positive,
         default=0,
         metavar="N",
         help="ask for a supplement, before the result, on about one dossier in N (default: none)",
@@ -690,7 +785,7 @@ def parser() -> argparse.ArgumentParser:
     submit = sub.add_parser("submit", help="submit a file of events (JSON lines) as a unit")
     submit.add_argument("file", type=Path)
     submit.add_argument("--unit", required=True)
-    submit.add_argument("--batch", type=int, default=500)
+    submit.add_argument("--batch", type=int, default=500, help="events per request (1 to 1,000)")
     nats_url(submit)
     submit.set_defaults(run=cmd_submit)
 
@@ -719,6 +814,7 @@ def parser() -> argparse.ArgumentParser:
     history = sub.add_parser("history", help="one dossier's events and interconnection records")
     history.add_argument("--unit", required=True)
     history.add_argument("--dossier", required=True)
+    history.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
     nats_url(history)
     history.set_defaults(run=cmd_history)
 
@@ -798,10 +894,37 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    top = parser()
+    args, extra = top.parse_known_args(argv)
+    if extra:  # said by the command's own parser, which knows its --help
+        commands = top._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+        commands[args.command].error(  # type: ignore[index]
+            f"unrecognized arguments: {' '.join(extra)}"
+        )
     logs.configure(args.log_level)
-    code: int = args.run(args)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """A parsed command, run; an expected failure said in one line, with exit code 2."""
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        line = explain(e, _servers(args))
+        if line is None:  # not an expected condition: a bug, with its traceback
+            raise
+        print(f"lienthong {args.command}: {line}", file=sys.stderr)
+        return USAGE_EXIT
     return code
+
+
+def _servers(args: argparse.Namespace) -> tuple[str, ...]:
+    try:
+        return _command_nats(args).servers
+    except Exception:  # a setting that does not parse is not what this message is about
+        return ()
 
 
 if __name__ == "__main__":

@@ -95,8 +95,8 @@ async def serve_dashboard(settings: NatsSettings, registry: Registry, port: int)
     """Keep the dashboard serving on the demo's data until Ctrl-C (or SIGTERM)."""
     import signal
 
-    from dashboard.app import DashboardSettings
     from dashboard.server import Dashboard
+    from dashboard.settings import DashboardSettings
 
     board = Dashboard(settings, registry, DashboardSettings(port=port))
     await board.start()

@@ -29,6 +29,13 @@ class Progress:
             )
             sys.stderr.flush()
 
+    def abandon(self) -> None:
+        """Ended by a failure: the bar's line is ended, and no summary claims work was done
+        (the failure is said in one line by whoever catches it)."""
+        if self._tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
     def close(self) -> None:
         elapsed = time.monotonic() - self._started
         if self._tty:

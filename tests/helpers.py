@@ -20,8 +20,8 @@ from nats.aio.client import Client
 from playwright.async_api import Browser, async_playwright
 
 from consumers.projector import ProjectorSettings
-from dashboard.app import DashboardSettings
 from dashboard.server import Dashboard
+from dashboard.settings import DashboardSettings
 from gateway.embedded import NatsServer
 from gateway.event_index import EventIndex
 from gateway.event_log import EventLog, msg_id

@@ -279,7 +279,7 @@ def test_the_dashboard_command_without_a_server_is_one_line_and_exit_2() -> None
     )
     assert run.returncode == 2, run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert run.stderr.startswith("cannot serve the dashboard (NATS at nats://127.0.0.1:9)")
+    assert run.stderr.startswith("lienthong dashboard: cannot reach NATS at nats://127.0.0.1:9")
 
 
 def run_verify(url: str) -> subprocess.CompletedProcess[str]:
@@ -420,6 +420,6 @@ async def test_a_port_already_taken_is_one_line_and_exit_2(
             )
             assert run.returncode == 2, run.stderr
             assert run.stderr.strip().splitlines() == [
-                f"cannot serve the dashboard: cannot listen on 127.0.0.1:{port}: "
-                "Address already in use"
+                f"lienthong {command[0]}: cannot serve the dashboard: cannot listen on "
+                f"127.0.0.1:{port}: Address already in use"
             ], command
