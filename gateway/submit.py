@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from gateway import metrics
 from gateway.intake import Candidate, Intake
 from gateway.refusals import (
     Invalid,
@@ -159,6 +160,7 @@ class SubmitService:
             replies[i] = reply
 
     def _log_batch(self, unit: str, events: int, replies: list[Reply], started: float) -> None:
+        metrics.count_submission(replies, time.perf_counter() - started)
         refused = Counter(r.error.code.value for r in replies if isinstance(r, Refused))
         accepted = [r for r in replies if isinstance(r, Accepted)]
         self.log.info(

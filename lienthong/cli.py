@@ -11,11 +11,13 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
+import msgspec
 import nats.errors
 from nats.aio.client import Client
 
+from dashboard.settings import DashboardSettings
 from gateway.refusals import Unavailable
 from lienthong import environment, logs, personal_commands
 from lienthong.client import submit_all
@@ -29,6 +31,10 @@ from plumbing import connection, key_encryption
 from plumbing.errors import LogUnavailable
 from plumbing.settings import NatsSettings
 from schemas.registry import Registry
+
+if TYPE_CHECKING:
+    from consumers.audit.verify import Verification
+    from dashboard.server import Dashboard
 from schemas.replies import Accepted, Refused
 
 
@@ -111,17 +117,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     projector = environment.projector_settings()
     sealer = environment.sealer_settings()
     roles = frozenset(r.strip() for r in args.roles.split(",") if r.strip())
-    if unknown := sorted(roles - set(ROLES)) or (not roles and ["(none)"]):
+    if unknown := sorted(roles - set(SERVE_ROLES)) or (not roles and ["(none)"]):
         raise CommandError(
-            f"--roles: no role {', '.join(unknown)}; give some of {', '.join(ROLES)}"
+            f"--roles: no role {', '.join(unknown)}; give some of {', '.join(SERVE_ROLES)}"
         )
     sites = environment.catch_up_settings()
     try:
         embedded = embedded_options(args, registry, embedded=not _nats(args).servers)
     except ValueError as e:
         raise CommandError(str(e)) from e
+    board_settings = dashboard_settings(args) if "dashboard" in roles else None
 
-    async def serve(settings: NatsSettings) -> None:
+    async def serve(settings: NatsSettings) -> int:
         await _reachable(settings)
         node = Node(
             settings,
@@ -135,9 +142,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             site=args.site,
         )
         await node.start()
+        board = None
+        if board_settings is not None:
+            try:
+                board = await _start_dashboard(settings, registry, board_settings)
+            except BaseException:
+                await node.stop()
+                raise
         print(f"lienthong serving on {', '.join(settings.servers)}", file=sys.stderr)
         await _until_signalled()
+        if board is not None:
+            await board.stop()
         await node.stop()
+        return 0
 
     store = environment.data_home() / "nats"
     with nats_available(
@@ -148,8 +165,57 @@ def cmd_serve(args: argparse.Namespace) -> int:
         domain=embedded.domain,
         extra_config=embedded.extra_config,
     ) as settings:
-        asyncio.run(serve(settings))
-    return 0
+        return asyncio.run(serve(settings))
+
+
+SERVE_ROLES = (*ROLES, "dashboard")
+"""What `serve --roles` takes: the node's parts, and the dashboard beside them."""
+
+
+def dashboard_settings(args: argparse.Namespace) -> DashboardSettings:
+    """`LIENTHONG_DASHBOARD_*`, then the command's own --port / --host."""
+    settings = environment.dashboard_settings()
+    if args.dashboard_port is not None:
+        settings = msgspec.structs.replace(settings, port=args.dashboard_port)
+    if args.dashboard_host is not None:
+        settings = msgspec.structs.replace(settings, host=args.dashboard_host)
+    return settings
+
+
+async def _start_dashboard(
+    settings: NatsSettings, registry: Registry, board_settings: DashboardSettings
+) -> Dashboard:
+    from dashboard.server import CannotListen, Dashboard
+
+    board = Dashboard(settings, registry, board_settings)
+    try:
+        await board.start()
+    except CannotListen as e:
+        raise CommandError(f"cannot serve the dashboard: {e}") from e
+    except (TimeoutError, nats.errors.Error, LogUnavailable, Unavailable) as e:
+        if board.client is not None:  # what timed out may have been refused
+            _said_if_denied(board.client, settings, e)
+        raise
+    print(f"dashboard at {board.url}/", file=sys.stderr)
+    return board
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    """The read-only dashboard on its own, against a running deployment."""
+    settings = _command_nats(args)
+    registry = _registry(args)
+    board_settings = dashboard_settings(args)
+
+    async def run() -> int:
+        await _reachable(settings)
+        board = await _start_dashboard(settings, registry, board_settings)
+        try:
+            await _until_signalled()
+        finally:
+            await board.stop()
+        return 0
+
+    return asyncio.run(run())
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -424,12 +490,15 @@ def _moment(text: str) -> datetime:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     """Recompute the log's hash chain and hold it against every seal: the city's own, or with
-    --witness the province's copy. Exit 0 intact, 1 altered. Changes nothing."""
+    --witness the province's copy. Exit 0 intact, 1 altered. Changes nothing in the log or the
+    seals; the verdict is recorded for the dashboard where the rights allow."""
     from nats.js.errors import NotFoundError
 
+    from consumers.audit.verifications import VerificationRecord, record_verification
     from consumers.audit.verify import first_disagreement, read_seals, verify
     from consumers.audit.witness import WITNESS_STREAM
     from plumbing.streams import SEALS_STREAM
+    from schemas.periods import now_vn
 
     settings = _command_nats(args)
 
@@ -456,41 +525,75 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     own = []
                 theirs, _ = await read_seals(witness, stream)
                 disagree = first_disagreement(own, theirs)
-        whose = f"the witness's seals ({args.witness}, {stream})" if witness else "its seals"
-        print(
-            f"{result.events} events in the log (last sequence {result.last_seq}), "
-            f"{result.seals} seals checked: the log against {whose}"
-        )
-        for unreadable in result.unreadable:
-            print(unreadable.line())
-        for foreign in result.foreign:
-            print(f"ALTERED: message {foreign.seq} on {foreign.subject}: {foreign.why}")
-        if result.foreign_count > len(result.foreign):
-            print(f"ALTERED: {result.foreign_count} messages not written by the gateway in all")
-        for bad in result.bad_seals:
-            print(f"ALTERED: message {bad.seq} of the seals is {bad.why}")
-        if result.broken_seal_seq is not None:
-            which = "the witness's seal" if witness else "the seal"
-            print(
-                f"ALTERED: the log no longer matches {which} at sequence "
-                f"{result.broken_seal_seq}; it matches seals up to sequence "
-                f"{result.verified_seq} only"
+            whose = f"the witness's seals ({args.witness}, {stream})" if witness else "its seals"
+            intact, altered = _verdict(result, witness is not None, disagree, whose)
+            not_recorded = await record_verification(
+                client,
+                VerificationRecord(
+                    at=now_vn(),
+                    intact=intact,
+                    against=whose,
+                    events=result.events,
+                    last_seq=result.last_seq,
+                    seals=result.seals,
+                    verified_seq=result.verified_seq,
+                    unsealed=result.unsealed,
+                    altered=altered[:20],
+                ),
+                environment.stream_settings().replicas,
             )
-        if disagree is not None:
+        if not_recorded:
             print(
-                f"ALTERED: the city's own seals differ from the witness's from the seal at "
-                f"sequence {disagree} on"
+                f"(the result is not recorded for the dashboard: {not_recorded})", file=sys.stderr
             )
-        if result.gaps:
-            print(f"ALTERED: events missing from the log at sequences {result.gaps[:10]}")
-        intact = result.intact and disagree is None
-        if intact:
-            print(f"intact: the log matches every seal, up to sequence {result.verified_seq}")
-        if result.unsealed:
-            print(f"{result.unsealed} events after the last seal are not sealed yet")
         return 0 if intact else 1
 
     return asyncio.run(run())
+
+
+def _verdict(
+    result: Verification, witness: bool, disagree: int | None, whose: str
+) -> tuple[bool, list[str]]:
+    """Print verify's findings: whether the log is intact, and the ALTERED lines."""
+    altered: list[str] = []
+
+    def say(line: str) -> None:
+        print(line)
+        if line.startswith("ALTERED"):
+            altered.append(line)
+
+    say(
+        f"{result.events} events in the log (last sequence {result.last_seq}), "
+        f"{result.seals} seals checked: the log against {whose}"
+    )
+    for unreadable in result.unreadable:
+        say(unreadable.line())
+    for foreign in result.foreign:
+        say(f"ALTERED: message {foreign.seq} on {foreign.subject}: {foreign.why}")
+    if result.foreign_count > len(result.foreign):
+        say(f"ALTERED: {result.foreign_count} messages not written by the gateway in all")
+    for bad in result.bad_seals:
+        say(f"ALTERED: message {bad.seq} of the seals is {bad.why}")
+    if result.broken_seal_seq is not None:
+        which = "the witness's seal" if witness else "the seal"
+        say(
+            f"ALTERED: the log no longer matches {which} at sequence "
+            f"{result.broken_seal_seq}; it matches seals up to sequence "
+            f"{result.verified_seq} only"
+        )
+    if disagree is not None:
+        say(
+            f"ALTERED: the city's own seals differ from the witness's from the seal at "
+            f"sequence {disagree} on"
+        )
+    if result.gaps:
+        say(f"ALTERED: events missing from the log at sequences {result.gaps[:10]}")
+    intact = result.intact and disagree is None
+    if intact:
+        say(f"intact: the log matches every seal, up to sequence {result.verified_seq}")
+    if result.unsealed:
+        say(f"{result.unsealed} events after the last seal are not sealed yet")
+    return intact, altered
 
 
 def cmd_witness(args: argparse.Namespace) -> int:
@@ -564,7 +667,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.log_level == "info":  # the demo's story is its printed output, not the batch logs
         logs.configure("warning")
-    return demo.main(seed=args.seed, keep=args.keep)
+    return demo.main(seed=args.seed, keep=args.keep, dashboard=args.dashboard)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -599,6 +702,19 @@ def parser() -> argparse.ArgumentParser:
             "else an embedded nats-server)",
         )
 
+    def dashboard_options(sp: argparse.ArgumentParser, port: str = "--dashboard-port") -> None:
+        sp.add_argument(
+            port,
+            dest="dashboard_port",
+            type=int,
+            help="the dashboard's HTTP port (default: $LIENTHONG_DASHBOARD_PORT, else 8080)",
+        )
+        sp.add_argument(
+            "--dashboard-host" if port != "--port" else "--host",
+            dest="dashboard_host",
+            help="the address it listens on (default: $LIENTHONG_DASHBOARD_HOST, else 127.0.0.1)",
+        )
+
     serve = sub.add_parser("serve", help="run the gateway")
     nats_url(serve)
     serve.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
@@ -607,12 +723,23 @@ def parser() -> argparse.ArgumentParser:
         "--roles",
         default="gateway,projector,forwarder,sealer,sites",
         help="what this process runs, comma-separated: gateway, projector, forwarder, sealer, "
-        "sites (default: all; all but the gateway run in one process at a time, the others "
-        "stand by; a ward site runs its gateway only)",
+        "sites, dashboard (default: all but the dashboard; all but the gateway and the "
+        "dashboard run in one process at a time, the others stand by; a ward site runs its "
+        "gateway only)",
     )
     add_site_options(serve)
+    dashboard_options(serve)
     serve.set_defaults(run=cmd_serve)
     add_site_commands(sub)
+
+    board = sub.add_parser(
+        "dashboard",
+        help="serve the read-only web dashboard: reports, trends, interconnection, /metrics",
+    )
+    nats_url(board)
+    board.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
+    dashboard_options(board, "--port")
+    board.set_defaults(run=cmd_dashboard)
 
     status = sub.add_parser(
         "status", help="interconnection: what is waiting for delivery to the province, per unit"
@@ -666,6 +793,15 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a month of Quy Nhơn's traffic, ending in the city's report")
     demo.add_argument("--seed", type=int, default=2021)
     demo.add_argument("--keep", type=Path, help="keep the demo's data in this folder")
+    demo.add_argument(
+        "--dashboard",
+        type=int,
+        nargs="?",
+        const=8080,
+        metavar="PORT",
+        help="at the end, keep serving the dashboard on the demo's data (port 8080 by default) "
+        "until Ctrl-C",
+    )
     demo.set_defaults(run=cmd_demo)
 
     history = sub.add_parser("history", help="one dossier's events and interconnection records")

@@ -18,6 +18,7 @@ import msgspec
 from consumers.audit.sealer import SealerSettings
 from consumers.interconnect.settings import ForwarderSettings, OutboxSettings
 from consumers.reports.projector import ProjectorSettings
+from dashboard.settings import DashboardSettings
 from gateway.site_catchup import CatchUpSettings
 from plumbing.settings import NatsSettings, StreamSettings
 
@@ -135,6 +136,7 @@ class LeafSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 LEAF_VARIABLES = {"LIENTHONG_CITY_LEAF": "city_leaf", "LIENTHONG_LEAF_CREDS": "leaf_creds"}
+DASHBOARD_VARIABLES = prefixed(DashboardSettings, "LIENTHONG_DASHBOARD_")
 ENVIRONMENT: tuple[tuple[type[msgspec.Struct], dict[str, str]], ...] = (
     (NatsSettings, NATS_VARIABLES),
     (StreamSettings, STREAM_VARIABLES),
@@ -143,6 +145,7 @@ ENVIRONMENT: tuple[tuple[type[msgspec.Struct], dict[str, str]], ...] = (
     (SealerSettings, SEALER_VARIABLES),
     (CatchUpSettings, SITES_VARIABLES),
     (LeafSettings, LEAF_VARIABLES),
+    (DashboardSettings, DASHBOARD_VARIABLES),
 )
 """Every `LIENTHONG_*` variable a process reads, with the settings it fills (and
 `LIENTHONG_HOME`, the embedded server's folder: `data_home`)."""
@@ -169,3 +172,7 @@ def catch_up_settings() -> CatchUpSettings:
 
 def leaf_settings() -> LeafSettings:
     return read(LeafSettings, LEAF_VARIABLES)
+
+
+def dashboard_settings() -> DashboardSettings:
+    return read(DashboardSettings, DASHBOARD_VARIABLES)

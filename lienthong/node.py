@@ -24,14 +24,16 @@ from consumers.reports.projector import ProjectorSettings, ReportProjector
 from gateway.service import Gateway
 from gateway.site_catchup import CatchUpSettings, SiteCatchUp
 from plumbing import connection
-from plumbing.lease import Lease, LeasedPart
+from plumbing.lease import (
+    FORWARDER_LEASE,
+    PROJECTOR_LEASE,
+    SEALER_LEASE,
+    SITES_LEASE,
+    Lease,
+    LeasedPart,
+)
 from plumbing.settings import NatsSettings, StreamSettings
 from schemas.registry import Registry
-
-PROJECTOR_LEASE = "projector"
-FORWARDER_LEASE = "forwarder"
-SEALER_LEASE = "sealer"
-SITES_LEASE = "sites"
 
 ROLES = ("gateway", "projector", "forwarder", "sealer", "sites")
 SITE_ROLES = frozenset({"gateway"})

@@ -30,6 +30,12 @@ from plumbing.errors import LogUnavailable
 
 LEASES_BUCKET = "ONESTOP_LEASES"
 
+PROJECTOR_LEASE = "projector"
+FORWARDER_LEASE = "forwarder"
+SEALER_LEASE = "sealer"
+SITES_LEASE = "sites"
+"""The roles that run in one process of a deployment at a time, each under its lease."""
+
 
 class Lease:
     """`acquire` until held, then `hold` until lost or told to stop, then `release`."""

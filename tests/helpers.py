@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,13 @@ from typing import Any
 import msgspec
 import nats
 import nats.errors
+import pytest
 from nats.aio.client import Client
+from playwright.async_api import Browser, async_playwright
 
 from consumers.reports.projector import ProjectorSettings
+from dashboard.server import Dashboard
+from dashboard.settings import DashboardSettings
 from gateway.event_index import EventIndex
 from gateway.event_log import EventLog
 from gateway.intake import Intake
@@ -356,3 +362,69 @@ class LienthongProcess:
             if stream is not None:
                 stream.close()
         return self.process.returncode
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+"""Debian's chromium, which the browser tests drive (Playwright fetches no browser of its own)."""
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextlib.asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Headless chromium under Playwright; fails in one line when Debian's chromium is missing
+    (never skips: a browser test that cannot run is a failure to fix, not a pass)."""
+    if not await asyncio.to_thread(CHROMIUM.exists):
+        pytest.fail(
+            f"the browser tests need Debian's chromium at {CHROMIUM}: run "
+            "`apt-get install -y chromium` (./dev test does so itself when run as root)",
+            pytrace=False,
+        )
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@contextlib.asynccontextmanager
+async def dashboard_on(
+    settings: NatsSettings, registry: Registry, **options: Any
+) -> AsyncIterator[Dashboard]:
+    """The dashboard on a free loopback port against the test's server, stopped on the way out."""
+    board = Dashboard(settings, registry, DashboardSettings(port=0, **options))
+    await board.start()
+    try:
+        yield board
+    finally:
+        await board.stop()
+
+
+class Fetched(msgspec.Struct, frozen=True):
+    status: int
+    content_type: str
+    body: bytes
+
+
+async def http_get(url: str, method: str = "GET") -> Fetched:
+    """One plain HTTP request (the standard library's client, in a thread)."""
+
+    def fetch() -> Fetched:
+        request = urllib.request.Request(url, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return Fetched(response.status, response.headers["Content-Type"], response.read())
+        except urllib.error.HTTPError as e:
+            with e:
+                return Fetched(e.code, e.headers["Content-Type"] or "", e.read())
+
+    return await asyncio.to_thread(fetch)

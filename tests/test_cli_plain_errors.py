@@ -31,6 +31,7 @@ NO_SERVER: dict[str, list[str]] = {
     "export": ["--period", "2021-04"],
     "erase": ["--unit", "540", "--dossier", "000.00.21.H08-210405-0001", "--reason", "asked"],
     "rotate-kek": [],
+    "dashboard": ["--port", "0"],
 }
 """Each command that talks to NATS, with arguments that are fine: only the server is missing."""
 
@@ -54,6 +55,8 @@ BAD_ARGUMENTS: list[tuple[str, list[str], str]] = [
     ("witness", [], "--city-domain"),
     ("export", ["--period", "2021-4"], "2021-4"),
     ("demo", ["--seed", "many"], "invalid int value"),
+    ("dashboard", ["--registry", "missing.json"], "cannot use missing.json"),
+    ("dashboard", ["--port", "eighty"], "invalid int value"),
     ("schema", ["--openapi"], "unrecognized arguments"),
     ("site", ["init", "99999"], "unit 99999 is not in the registry"),
     ("site", ["init", "21550"], "not marked as a site"),

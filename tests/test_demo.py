@@ -78,6 +78,8 @@ def test_demo_prints_the_city_april_2021_report_equal_to_the_published_one(
         assert seen[label] == published(path), label
     assert "Five wards and communes with the most overdue dossiers" in out
     assert "resent duplicates answered as such" in out
+    assert out.rstrip().endswith("(or `lienthong dashboard` against a running gateway)")
+    assert "`./dev demo --dashboard` keeps the demo serving it at http://127.0.0.1:8080/" in out
     # Interconnection both ways: dossiers out, the province's answers back.
     line = next(x for x in out.splitlines() if x.startswith("Interconnection: "))
     counts = re.fullmatch(

@@ -88,7 +88,30 @@ def differences(expected: Figures, actual: Figures) -> list[str]:
     return out
 
 
-async def run_demo(store: Path, seed: int) -> int:
+DASHBOARD_PORT = 8080
+
+
+async def serve_dashboard(settings: NatsSettings, registry: Registry, port: int) -> None:
+    """Keep the dashboard serving on the demo's data until Ctrl-C (or SIGTERM)."""
+    import signal
+
+    from dashboard.server import Dashboard
+    from dashboard.settings import DashboardSettings
+
+    board = Dashboard(settings, registry, DashboardSettings(port=port))
+    await board.start()
+    print(f"\nDashboard: open {board.url}/?unit={CITY}&period={PERIOD} (Ctrl-C stops the demo)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await board.stop()
+
+
+async def run_demo(store: Path, seed: int, dashboard: int | None = None) -> int:
     registry = Registry.load()
     traffic = generate(seed)
     with NatsServer(store, name="lienthong-demo") as server:
@@ -154,12 +177,20 @@ async def run_demo(store: Path, seed: int) -> int:
                 f"of {vn_number(in_progress, 'n')} in progress"
             )
         await client.close()
+        if dashboard is not None:
+            await serve_dashboard(settings, registry, dashboard)
+        else:
+            print(
+                "\nThe dashboard of these reports: `./dev demo --dashboard` keeps the demo "
+                f"serving it at http://127.0.0.1:{DASHBOARD_PORT}/ (or `lienthong dashboard` "
+                "against a running gateway)"
+            )
         await node.stop()
         return 1 if diff else 0
 
 
-def main(seed: int = 2021, keep: Path | None = None) -> int:
+def main(seed: int = 2021, keep: Path | None = None, dashboard: int | None = None) -> int:
     if keep is not None:
-        return asyncio.run(run_demo(keep, seed))
+        return asyncio.run(run_demo(keep, seed, dashboard))
     with tempfile.TemporaryDirectory(prefix="lienthong-demo-") as tmp:
-        return asyncio.run(run_demo(Path(tmp), seed))
+        return asyncio.run(run_demo(Path(tmp), seed, dashboard))
