@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 from collections import Counter
@@ -15,7 +16,7 @@ from nats.aio.client import Client
 from consumers.delivery import ForwarderSettings
 from consumers.projector import ProjectorSettings
 from consumers.sealer import SealerSettings
-from gateway import connection, logs
+from gateway import connection, failures, logs
 from gateway.client import submit_all
 from gateway.docs import asyncapi, json_schema, render
 from gateway.node import Node
@@ -26,8 +27,12 @@ from gateway.settings import NatsSettings, StreamSettings, data_home
 from schemas.replies import Accepted, Refused
 
 
-def _nats(args: argparse.Namespace) -> NatsSettings:
-    return NatsSettings.from_env(getattr(args, "nats_url", None))
+def _nats(args: argparse.Namespace, url: str | None = None) -> NatsSettings:
+    return NatsSettings.from_env(
+        url or getattr(args, "nats_url", None),
+        creds=getattr(args, "creds", None),
+        tls_ca=getattr(args, "tls_ca", None),
+    )
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -62,7 +67,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         await _until_signalled()
         await node.stop()
 
-    with nats_available(_nats(args), store_dir=data_home() / "nats", port=args.port) as settings:
+    settings, config_file = _nats(args), None
+    if args.security is not None:  # the embedded server with security init's configuration
+        config_file = args.security / "nats-server.conf"
+        if not config_file.exists():
+            print(f"{config_file} not found: run `lienthong security init {args.security}`")
+            return 2
+        ca = args.security / "tls" / "ca.pem"
+        settings = NatsSettings.from_env(
+            getattr(args, "nats_url", None),
+            creds=args.creds or args.security / "creds" / "gateway.nk",
+            tls_ca=args.tls_ca or (ca if ca.exists() else None),
+        )
+    with nats_available(
+        settings, store_dir=data_home() / "nats", port=args.port, config_file=config_file
+    ) as settings:
         asyncio.run(serve(settings))
     return 0
 
@@ -72,21 +91,35 @@ def cmd_submit(args: argparse.Namespace) -> int:
     # and a JSON string may hold U+2028 and the like, where str.splitlines would cut it.
     data = Path(args.file).read_bytes().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM
     lines = [(n, line.strip()) for n, line in enumerate(data.split(b"\n"), 1) if line.strip()]
-    settings = _nats(args)
-    if not settings.servers:
-        settings = NatsSettings.from_env(f"nats://127.0.0.1:{EMBEDDED_PORT}")
+    settings = _command_nats(args)
 
     async def submit() -> int:
-        client = await connection.connect(settings, service=False)
+        # A request the party may not make is never answered: stop at the server's refusal
+        # rather than wait out the time-out.
+        denied = asyncio.Event()
+        client = await connection.connect(settings, service=False, on_denied=lambda _: denied.set())
         progress = Progress(len(lines), f"submitting as {args.unit}")
         try:
-            replies = await submit_all(
-                client,
-                args.unit,
-                [line for _, line in lines],
-                batch_size=args.batch,
-                on_progress=progress.advance,
+            submitting = asyncio.create_task(  # noqa: RUF006 (awaited or cancelled below)
+                submit_all(
+                    client,
+                    args.unit,
+                    [line for _, line in lines],
+                    batch_size=args.batch,
+                    on_progress=progress.advance,
+                )
             )
+            refusal = asyncio.create_task(denied.wait())
+            await asyncio.wait({submitting, refusal}, return_when=asyncio.FIRST_COMPLETED)
+            refusal.cancel()
+            if not submitting.done():
+                submitting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await submitting
+            if denied.is_set():
+                print(failures.permission_line(settings), file=sys.stderr)
+                return 2
+            replies = submitting.result()
         finally:
             progress.close()
             await client.close()
@@ -112,9 +145,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from consumers import report_format, report_store
     from gateway.jetstream import JetStream
 
-    settings = _nats(args)
-    if not settings.servers:
-        settings = NatsSettings.from_env(f"nats://127.0.0.1:{EMBEDDED_PORT}")
+    settings = _command_nats(args)
     registry = _registry(args)
 
     async def fetch() -> int:
@@ -145,7 +176,7 @@ def _command_nats(args: argparse.Namespace) -> NatsSettings:
     """A one-shot command's settings: the URL given, else the embedded server's port."""
     settings = _nats(args)
     if not settings.servers:
-        settings = NatsSettings.from_env(f"nats://127.0.0.1:{EMBEDDED_PORT}")
+        settings = _nats(args, f"nats://127.0.0.1:{EMBEDDED_PORT}")
     return settings
 
 
@@ -322,6 +353,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run())
     except (nats.errors.Error, Unavailable, OSError) as e:
+        if (denied := failures.one_line(e, settings)) is not None:
+            print(denied, file=sys.stderr)
+            return 2
         where = ", ".join(settings.servers)
         print(
             f"cannot read the log or the reports (at {where}): {e or type(e).__name__}",
@@ -473,6 +507,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     except (nats.errors.Error, OSError) as e:
         if partial is not None:
             partial.unlink(missing_ok=True)
+        writing = isinstance(e, OSError) and not isinstance(e, TimeoutError | nats.errors.Error)
+        if not writing and (line := failures.one_line(e, settings)) is not None:
+            print(line, file=sys.stderr)
+            return 2
         where = ", ".join(settings.servers)
         what = "cannot read the event log"
         if isinstance(e, OSError) and output is not None:
@@ -488,6 +526,30 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(
             f"{len(skipped)} messages of the log are not events and were skipped", file=sys.stderr
         )
+    return 0
+
+
+def cmd_security_init(args: argparse.Namespace) -> int:
+    from gateway.security import Layout, init
+
+    result = init(
+        args.dir,
+        _registry(args),
+        Layout(
+            hosts=tuple(args.host),
+            port=args.port,
+            leaf_port=args.leaf_port,
+            cluster_port=args.cluster_port,
+            tls=args.tls,
+        ),
+        rotate=tuple(args.rotate),
+    )
+    print(
+        f"{args.dir}: {len(result.added)} parties added, {len(result.kept)} kept, "
+        f"{len(result.rotated)} rotated ({', '.join(result.rotated) or 'none'})"
+    )
+    print(f"run the server with: nats-server -c {args.dir / 'nats-server.conf'}")
+    print(f"serve as the gateway with: lienthong serve --creds {args.dir / 'creds/gateway.nk'}")
     return 0
 
 
@@ -515,11 +577,32 @@ def parser() -> argparse.ArgumentParser:
             help="NATS server URL(s), comma-separated (default: $LIENTHONG_NATS_URL, "
             "else an embedded nats-server)",
         )
+        sp.add_argument(
+            "--creds",
+            type=Path,
+            metavar="FILE",
+            help="the party's credentials: its NKey seed file from `security init` (its inbox "
+            "prefix is read from the parties.json beside it) or a .creds file "
+            "(default: $LIENTHONG_NATS_CREDS)",
+        )
+        sp.add_argument(
+            "--tls-ca",
+            type=Path,
+            metavar="FILE",
+            help="CA certificate to verify the server with (default: $LIENTHONG_NATS_TLS_CA)",
+        )
 
     serve = sub.add_parser("serve", help="run the gateway")
     nats_url(serve)
     serve.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
     serve.add_argument("--port", type=int, default=EMBEDDED_PORT, help="embedded server's port")
+    serve.add_argument(
+        "--security",
+        type=Path,
+        metavar="DIR",
+        help="run the embedded server with `security init DIR`'s configuration (no anonymous "
+        "access, every party's rights) and serve as its gateway party",
+    )
     serve.add_argument(
         "--roles",
         default="gateway,projector,forwarder,sealer",
@@ -655,6 +738,35 @@ def parser() -> argparse.ArgumentParser:
     nats_url(export)
     export.set_defaults(run=cmd_export)
 
+    security = sub.add_parser("security", help="credentials and authorization for NATS")
+    security_sub = security.add_subparsers(dest="security_command", required=True)
+    init = security_sub.add_parser(
+        "init",
+        help="write the server's configuration, one NKey per party, parties.json (and TLS)",
+        description="Write into DIR everything a deployment needs to run with least privilege: "
+        "nats-server.conf (runnable as is), cluster node and ward leaf-node configurations, "
+        "one credential file per party and parties.json. Run again with a larger registry to "
+        "add parties; existing keys are kept.",
+    )
+    init.add_argument("dir", type=Path, metavar="DIR")
+    init.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
+    init.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name clients reach the server by (certificate names; with two or more, the "
+        "cluster's nodes); repeatable",
+    )
+    init.add_argument("--tls", action="store_true", help="a CA, a server certificate, TLS on")
+    init.add_argument(
+        "--rotate", action="append", default=[], metavar="PARTY", help="replace this party's key"
+    )
+    init.add_argument("--port", type=int, default=4222, help="client port (default: 4222)")
+    init.add_argument("--leaf-port", type=int, default=7422, help="leaf-node port (7422)")
+    init.add_argument("--cluster-port", type=int, default=6222, help="route port (6222)")
+    init.set_defaults(run=cmd_security_init)
+
     schema = sub.add_parser("schema", help="print the JSON Schema of the contract")
     schema.add_argument("--asyncapi", action="store_true", help="the AsyncAPI document instead")
     schema.set_defaults(run=cmd_schema)
@@ -662,9 +774,22 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gateway.parties import PartiesError
+    from gateway.registry import RegistryError
+
     args = parser().parse_args(argv)
     logs.configure(args.log_level)
-    code: int = args.run(args)
+    try:
+        code: int = args.run(args)
+    except (PartiesError, RegistryError) as e:
+        print(e, file=sys.stderr)
+        return 2
+    except Exception as e:
+        line = failures.one_line(e, _command_nats(args))
+        if line is None:
+            raise
+        print(line, file=sys.stderr)
+        return 2
     return code
 
 

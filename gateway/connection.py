@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import nats
 from faststream.nats import NatsBroker
+from faststream.security import BaseSecurity, SASLPlaintext
 from nats.aio.client import Client
 
 from gateway.settings import NatsSettings
+
+PERMISSION_DENIED: list[str] = []
+"""The server's permission violations seen by this process's connections, newest last: a
+refused publish or subscribe is reported only asynchronously, so a command that then times out
+can say which right it lacked (gateway.cli)."""
 
 
 def _tls(settings: NatsSettings) -> ssl.SSLContext | None:
@@ -23,8 +31,16 @@ def _tls(settings: NatsSettings) -> ssl.SSLContext | None:
     return context
 
 
+def is_nkey_seed(path: Path) -> bool:
+    """An NKey seed file (what `security init` writes: one `SU...` line) rather than `.creds`."""
+    try:
+        return path.read_text(errors="replace").lstrip().startswith("SU")
+    except OSError:  # nats-py will say the file cannot be read
+        return path.suffix == ".nk"
+
+
 def connect_options(settings: NatsSettings, *, service: bool = True) -> dict[str, Any]:
-    """The keyword arguments both nats-py's `connect` and faststream's `NatsBroker` take.
+    """The keyword arguments of nats-py's `connect`.
 
     A service reconnects for ever (the broker will come back); a one-shot command gives up soon
     with a clear error instead of hanging.
@@ -37,7 +53,10 @@ def connect_options(settings: NatsSettings, *, service: bool = True) -> dict[str
         "allow_reconnect": service,
     }
     if settings.creds_file is not None:
-        options["user_credentials"] = str(settings.creds_file)
+        key = "nkeys_seed" if is_nkey_seed(settings.creds_file) else "user_credentials"
+        options[key] = str(settings.creds_file)
+    if settings.inbox_prefix is not None:
+        options["inbox_prefix"] = settings.inbox_prefix
     if (tls := _tls(settings)) is not None:
         options["tls"] = tls
     if settings.user is not None:
@@ -48,18 +67,59 @@ def connect_options(settings: NatsSettings, *, service: bool = True) -> dict[str
     return options
 
 
-async def connect(settings: NatsSettings, *, service: bool = True) -> Client:
-    async def quiet(_: Exception) -> None:  # nats-py prints tracebacks by default
-        return None
+async def connect(
+    settings: NatsSettings,
+    *,
+    service: bool = True,
+    on_denied: Callable[[str], None] | None = None,
+) -> Client:
+    """A nats-py client; `on_denied` hears each permission violation the server reports."""
 
-    client: Client = await nats.connect(
-        **connect_options(settings, service=service), error_cb=quiet
-    )
+    async def note(error: Exception) -> None:  # nats-py prints tracebacks by default
+        if "permissions violation" in str(error).lower():
+            PERMISSION_DENIED.append(str(error).removeprefix("nats: "))
+            if on_denied is not None:
+                on_denied(PERMISSION_DENIED[-1])
+
+    client: Client = await nats.connect(**connect_options(settings, service=service), error_cb=note)
     return client
+
+
+def _broker_security(settings: NatsSettings) -> tuple[BaseSecurity | None, dict[str, Any]]:
+    """faststream takes credentials and TLS as a `security` object (faststream 0.7.8 warns on
+    the plain arguments); older releases have no NKey or credentials objects and take those
+    as nats-py's own arguments."""
+    tls = _tls(settings)
+    if settings.creds_file is not None:
+        seed = is_nkey_seed(settings.creds_file)
+        try:
+            from faststream.nats.security import NatsCredentials, NatsNKey
+        except ImportError:  # faststream < 0.7.8
+            key = "nkeys_seed" if seed else "user_credentials"
+            return (BaseSecurity(ssl_context=tls) if tls else None), {key: str(settings.creds_file)}
+        if seed:
+            return NatsNKey(settings.creds_file, ssl_context=tls), {}
+        return NatsCredentials(str(settings.creds_file), ssl_context=tls), {}
+    if settings.user is not None:
+        return SASLPlaintext(settings.user, settings.password or "", ssl_context=tls), {}
+    if settings.token is not None:
+        try:
+            from faststream.nats.security import NatsToken
+        except ImportError:  # faststream < 0.7.8
+            return (BaseSecurity(ssl_context=tls) if tls else None), {"token": settings.token}
+        return NatsToken(settings.token, ssl_context=tls), {}
+    return (BaseSecurity(ssl_context=tls) if tls else None), {}
 
 
 def broker(settings: NatsSettings) -> NatsBroker:
     """A faststream broker (subscribers, AsyncAPI) on the same servers with the same options."""
-    options = connect_options(settings)
-    options.pop("connect_timeout", None)
-    return NatsBroker(**options, logger=None)
+    security, credentials = _broker_security(settings)
+    options: dict[str, Any] = {
+        "servers": list(settings.servers),
+        "name": settings.name,
+        "max_reconnect_attempts": -1,
+        "allow_reconnect": True,
+    }
+    if settings.inbox_prefix is not None:
+        options["inbox_prefix"] = settings.inbox_prefix
+    return NatsBroker(**options, **credentials, security=security, logger=None)

@@ -17,13 +17,20 @@ EMBEDDED_PORT = 4222
 
 @contextlib.contextmanager
 def nats_available(
-    settings: NatsSettings, *, store_dir: Path, port: int = EMBEDDED_PORT
+    settings: NatsSettings,
+    *,
+    store_dir: Path,
+    port: int = EMBEDDED_PORT,
+    config_file: Path | None = None,
 ) -> Iterator[NatsSettings]:
-    """The settings to connect with; with no servers given, an embedded server for the duration."""
+    """The settings to connect with; with no servers given, an embedded server for the duration
+    (on loopback only, or as `config_file` says: `security init`'s, with every party's rights)."""
     if settings.servers:
         yield settings
         return
-    with NatsServer(store_dir, port=port, name="lienthong-embedded") as server:
+    with NatsServer(
+        store_dir, port=port, name="lienthong-embedded", config_file=config_file
+    ) as server:
         print(
             f"embedded nats-server with JetStream at {server.url}, data in {store_dir}",
             file=sys.stderr,

@@ -20,7 +20,14 @@ class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     servers: tuple[str, ...] = ()
     name: str = "lienthong"
-    creds_file: Path | None = None  # per-party credentials (a unit may speak only for itself)
+    creds_file: Path | None = None
+    """The party's credentials: an NKey seed file (`security init` writes one per party) or a
+    `.creds` file (user JWT and seed)."""
+    party: str | None = None
+    """The party's name in its `parties.json`, found from `creds_file`: for error messages."""
+    inbox_prefix: str | None = None
+    """The party's private inbox prefix (replies to its requests arrive only under it); found in
+    `parties.json` beside `creds_file` unless given."""
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -32,7 +39,12 @@ class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a JetStream write or read may take before the event is `unavailable`."""
 
     @classmethod
-    def from_env(cls, servers: str | None = None) -> NatsSettings:
+    def from_env(
+        cls, servers: str | None = None, *, creds: Path | None = None, tls_ca: Path | None = None
+    ) -> NatsSettings:
+        """Flags first (`servers`, `creds`, `tls_ca`), then `LIENTHONG_NATS_*` variables."""
+        from gateway.parties import find_party
+
         env = os.environ.get
         urls = servers or env("LIENTHONG_NATS_URL") or ""
 
@@ -40,10 +52,15 @@ class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
             value = env(name)
             return Path(value) if value else None
 
+        creds_file = creds or path("LIENTHONG_NATS_CREDS")
+        party = find_party(creds_file) if creds_file is not None else None
         return cls(
             servers=tuple(u.strip() for u in urls.split(",") if u.strip()),
-            creds_file=path("LIENTHONG_NATS_CREDS"),
-            tls_ca=path("LIENTHONG_NATS_TLS_CA"),
+            creds_file=creds_file,
+            party=party.name if party else None,
+            inbox_prefix=env("LIENTHONG_NATS_INBOX_PREFIX")
+            or (party.inbox_prefix if party else None),
+            tls_ca=tls_ca or path("LIENTHONG_NATS_TLS_CA"),
             tls_cert=path("LIENTHONG_NATS_TLS_CERT"),
             tls_key=path("LIENTHONG_NATS_TLS_KEY"),
             user=env("LIENTHONG_NATS_USER"),

@@ -1,0 +1,279 @@
+"""`lienthong security init`: keys, server configurations and parties.json for a deployment.
+
+Everything is written into one folder (mode 0700), so an operator reviews and ships one thing:
+
+    nats-server.conf      one server, runnable as it is (`nats-server -c DIR/nats-server.conf`)
+    authorization.conf    every party's NKey and permissions, included by each configuration
+    cluster/node-N.conf   a cluster's nodes, routes authenticated by a generated password
+    leaf/ward.conf        a ward's leaf node, its leaf connection authenticated the same way
+    creds/<party>.nk      one NKey seed per party (0600), as every official NATS client takes it
+    parties.json          who each party is, its file, its inbox prefix, its permissions
+    secrets.json          the generated route and leaf passwords (0600), kept across runs
+    tls/                  with --tls: the CA, the server's certificate and key
+
+Running it again keeps every key and password: parties new to the registry get new keys,
+`rotate` replaces the named parties' keys only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+import nkeys
+
+from gateway import certificates
+from gateway.parties import (
+    PARTIES_FILE,
+    Grant,
+    PartiesError,
+    PartiesFile,
+    Party,
+    Permissions,
+    by_name,
+    grants,
+    inbox_prefix,
+    load_parties,
+)
+from gateway.registry import Registry
+
+SECRETS_FILE = "secrets.json"
+AUTHORIZATION_FILE = "authorization.conf"
+SERVER_FILE = "nats-server.conf"
+CLUSTER_NODES = ("nats-1", "nats-2", "nats-3")
+"""The nodes' host names when `--host` does not name at least two."""
+
+
+class SecurityError(PartiesError):
+    """Bad input to `security init` (an unknown party to rotate, an unreadable folder)."""
+
+
+class Secrets(msgspec.Struct, kw_only=True):
+    route_user: str = "route"
+    route_password: str = ""
+    leaf_user: str = "ward"
+    leaf_password: str = ""
+
+
+class Layout(msgspec.Struct, frozen=True, kw_only=True):
+    """Where the generated server listens."""
+
+    hosts: tuple[str, ...] = ()
+    """Names clients use for the server (certificate names; cluster nodes when two or more)."""
+    port: int = 4222
+    leaf_port: int = 7422
+    cluster_port: int = 6222
+    tls: bool = False
+
+
+class InitResult(msgspec.Struct, frozen=True, kw_only=True):
+    added: tuple[str, ...]
+    kept: tuple[str, ...]
+    rotated: tuple[str, ...]
+
+
+def _private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, never readable by others even for a moment."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)
+
+
+def _new_seed() -> str:
+    seed: bytes = nkeys.encode_seed(secrets.token_bytes(32), nkeys.PREFIX_BYTE_USER)
+    return seed.decode()
+
+
+def public_key(seed: str) -> str:
+    key: bytes = nkeys.from_seed(bytearray(seed.strip().encode())).public_key
+    return key.decode()
+
+
+def init(
+    folder: Path, registry: Registry, layout: Layout, rotate: tuple[str, ...] = ()
+) -> InitResult:
+    """Write (or bring up to date) everything in `folder`; see the module docstring."""
+    folder = folder.resolve()
+    wanted = grants(registry)
+    unknown = sorted(set(rotate) - {g.name for g in wanted})
+    if unknown:
+        raise SecurityError(f"no party {', '.join(unknown)} to rotate (see {PARTIES_FILE})")
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    before = by_name(load_parties(folder))
+    parties: list[Party] = []
+    added: list[str] = []
+    kept: list[str] = []
+    rotated: list[str] = []
+    for grant in wanted:
+        parties.append(_party(folder, grant, grant.name in rotate))
+        (rotated if grant.name in rotate else kept if grant.name in before else added).append(
+            grant.name
+        )
+    # Parties of an earlier, larger registry stay: removing a desk's key is a deliberate act.
+    parties += [p for name, p in before.items() if name not in {g.name for g in wanted}]
+    chosen = _secrets(folder)
+    if layout.tls:
+        tls = folder / "tls"
+        certificates.make_ca(tls)
+        certificates.make_server_cert(tls, [*layout.hosts, "localhost", "127.0.0.1"])
+    _private(folder / AUTHORIZATION_FILE, authorization_block(parties))
+    _private(folder / SERVER_FILE, server_config(folder, layout, chosen))
+    hosts = layout.hosts if len(layout.hosts) >= 2 else CLUSTER_NODES
+    for n in range(1, len(hosts) + 1):
+        _private(
+            folder / "cluster" / f"node-{n}.conf", node_config(folder, layout, chosen, hosts, n)
+        )
+    _private(folder / "leaf" / "ward.conf", ward_config(folder, layout, chosen))
+    document = msgspec.json.format(msgspec.json.encode(PartiesFile(parties=tuple(parties))))
+    (folder / PARTIES_FILE).write_bytes(document + b"\n")
+    return InitResult(added=tuple(added), kept=tuple(kept), rotated=tuple(rotated))
+
+
+def _party(folder: Path, grant: Grant, rotate: bool) -> Party:
+    relative = f"creds/{grant.name}.nk"
+    path = folder / relative
+    if rotate or not path.exists():
+        _private(path, _new_seed() + "\n")
+    return Party(
+        name=grant.name,
+        role=grant.role,
+        unit=grant.unit,
+        credentials=relative,
+        public_key=public_key(path.read_text()),
+        inbox_prefix=inbox_prefix(grant.name) if grant.private_inbox else None,
+        permissions=grant.permissions,
+    )
+
+
+def _secrets(folder: Path) -> Secrets:
+    path = folder / SECRETS_FILE
+    chosen = msgspec.json.decode(path.read_bytes(), type=Secrets) if path.exists() else Secrets()
+    chosen.route_password = chosen.route_password or secrets.token_urlsafe(32)
+    chosen.leaf_password = chosen.leaf_password or secrets.token_urlsafe(32)
+    _private(path, msgspec.json.format(msgspec.json.encode(chosen).decode()) + "\n")
+    return chosen
+
+
+def _q(text: str) -> str:
+    """A quoted string of the NATS configuration format (JSON's quoting is a subset of it)."""
+    return json.dumps(text)
+
+
+def _list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(_q(i) for i in items) + "]"
+
+
+def _permissions(p: Permissions) -> str:
+    publish = f"allow: {_list(p.publish)}" + (
+        f", deny: {_list(p.publish_deny)}" if p.publish_deny else ""
+    )
+    parts = [f"publish: {{ {publish} }}", f"subscribe: {{ allow: {_list(p.subscribe)} }}"]
+    if p.allow_responses:
+        parts.append("allow_responses: true")
+    return "{ " + ", ".join(parts) + " }"
+
+
+def authorization_block(parties: list[Party]) -> str:
+    """Every party as a static NKey user with its permissions; no user means no anonymous
+    access (nats-server refuses a connection that presents no key of the list)."""
+    lines = [
+        "# Written by `lienthong security init`; every party's key and rights (parties.json).",
+        "authorization {",
+        "  users = [",
+    ]
+    for p in parties:
+        lines.append(f"    # {p.name} ({p.role.value})")
+        rights = _permissions(p.permissions)
+        lines.append(f"    {{ nkey: {_q(p.public_key)}, permissions: {rights} }}")
+    lines += ["  ]", "}", ""]
+    return "\n".join(lines)
+
+
+def _tls_block(folder: Path, *, verify: bool = False, indent: str = "") -> str:
+    tls = folder / "tls"
+    inner = (
+        f"cert_file: {_q(str(tls / 'server.pem'))}, key_file: {_q(str(tls / 'server-key.pem'))}, "
+        f"ca_file: {_q(str(tls / 'ca.pem'))}" + (", verify: true" if verify else "")
+    )
+    return f"{indent}tls {{ {inner} }}\n"
+
+
+def _leaf_listener(folder: Path, layout: Layout, chosen: Secrets) -> str:
+    users = f"{{ user: {_q(chosen.leaf_user)}, password: {_q(chosen.leaf_password)} }}"
+    tls = _tls_block(folder, verify=True, indent="  ") if layout.tls else ""
+    return (
+        "leafnodes {\n"
+        f"  listen: 0.0.0.0:{layout.leaf_port}\n"
+        f"  authorization {{ users: [{users}] }}\n"
+        f"{tls}"
+        "}\n"
+    )
+
+
+def server_config(folder: Path, layout: Layout, chosen: Secrets) -> str:
+    return (
+        "# One lienthong nats-server, least privilege for every party (lienthong security init).\n"
+        'server_name: "lienthong"\n'
+        f"listen: 0.0.0.0:{layout.port}\n"
+        "max_payload: 8MB\n"
+        f"jetstream {{ store_dir: {_q(str(folder / 'data' / 'lienthong'))} }}\n"
+        f"include {AUTHORIZATION_FILE}\n"
+        + (_tls_block(folder) if layout.tls else "")
+        + _leaf_listener(folder, layout, chosen)
+    )
+
+
+def node_config(
+    folder: Path, layout: Layout, chosen: Secrets, hosts: tuple[str, ...], n: int
+) -> str:
+    route = f"{chosen.route_user}:{chosen.route_password}"
+    routes = ", ".join(
+        _q(f"nats-route://{route}@{host}:{layout.cluster_port}")
+        for i, host in enumerate(hosts, 1)
+        if i != n
+    )
+    cluster_tls = _tls_block(folder, verify=True, indent="  ") if layout.tls else ""
+    return (
+        f"# Node {n} of {len(hosts)} ({hosts[n - 1]}); routes authenticated by a generated "
+        "password\n"
+        f'server_name: "lienthong-{n}"\n'
+        f"listen: 0.0.0.0:{layout.port}\n"
+        "max_payload: 8MB\n"
+        f"jetstream {{ store_dir: {_q(str(folder / 'data' / f'node-{n}'))} }}\n"
+        f"include ../{AUTHORIZATION_FILE}\n"
+        + (_tls_block(folder) if layout.tls else "")
+        + "cluster {\n"
+        '  name: "lienthong"\n'
+        f"  listen: 0.0.0.0:{layout.cluster_port}\n"
+        f"  authorization {{ user: {_q(chosen.route_user)}, "
+        f"password: {_q(chosen.route_password)} }}\n"
+        f"  routes: [{routes}]\n"
+        f"{cluster_tls}"
+        "}\n" + _leaf_listener(folder, layout, chosen)
+    )
+
+
+def ward_config(folder: Path, layout: Layout, chosen: Secrets) -> str:
+    hub = layout.hosts[0] if layout.hosts else "127.0.0.1"
+    url = f"nats-leaf://{chosen.leaf_user}:{chosen.leaf_password}@{hub}:{layout.leaf_port}"
+    remote_tls = (
+        f", tls: {{ ca_file: {_q(str(folder / 'tls' / 'ca.pem'))}, "
+        f"cert_file: {_q(str(folder / 'tls' / 'server.pem'))}, "
+        f"key_file: {_q(str(folder / 'tls' / 'server-key.pem'))} }}"
+        if layout.tls
+        else ""
+    )
+    return (
+        "# A ward's own nats-server, a leaf node of the city's; its desks keep their own keys\n"
+        'server_name: "lienthong-ward"\n'
+        "listen: 127.0.0.1:4222\n"
+        f'jetstream {{ store_dir: {_q(str(folder / "data" / "ward"))}, domain: "ward" }}\n'
+        f"include ../{AUTHORIZATION_FILE}\n"
+        f"leafnodes {{ remotes: [{{ url: {_q(url)}{remote_tls} }}] }}\n"
+    )
