@@ -779,6 +779,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser().parse_args(argv)
     logs.configure(args.log_level)
+    connection.PERMISSION_DENIED.clear()  # this command's refusals only
     try:
         code: int = args.run(args)
     except (PartiesError, RegistryError) as e:

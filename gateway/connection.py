@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import nats
+import nats.errors
 from faststream.nats import NatsBroker
 from faststream.security import BaseSecurity, SASLPlaintext
 from nats.aio.client import Client
@@ -81,8 +83,34 @@ async def connect(
             if on_denied is not None:
                 on_denied(PERMISSION_DENIED[-1])
 
-    client: Client = await nats.connect(**connect_options(settings, service=service), error_cb=note)
+    client = Client()
+    options = connect_options(settings, service=service)
+    # nats-py waits for ever for a TLS connection whose certificate it refused to close
+    # (nats.py issue 718): every close of a connection that failed is bounded, and so is a
+    # one-shot command's first connection (a service's waits for its server as long as needed).
+    bound = None if service else options["connect_timeout"] * 2 + 1
+    try:
+        await asyncio.wait_for(client.connect(**options, error_cb=note), bound)
+    except BaseException as e:
+        # A refused connection's socket is left open (credentials refused, a wrong CA): close
+        # it, or it lingers until garbage collection.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(client.close(), CLOSE_BOUND)
+        if isinstance(e, TimeoutError):
+            raise ConnectionStalled(
+                f"the connection to NATS at {', '.join(settings.servers)} did not complete"
+                + ("; is --tls-ca the deployment's CA?" if settings.tls_ca else "")
+            ) from e
+        raise
     return client
+
+
+CLOSE_BOUND = 2.0
+"""Seconds a failed connection may take to close."""
+
+
+class ConnectionStalled(nats.errors.Error):
+    """The first connection neither completed nor failed in time (a TLS certificate refused)."""
 
 
 def _broker_security(settings: NatsSettings) -> tuple[BaseSecurity | None, dict[str, Any]]:

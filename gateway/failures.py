@@ -4,6 +4,7 @@ the party lacks. Anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 import re
+import ssl
 
 import nats.errors
 
@@ -88,6 +89,13 @@ def one_line(error: BaseException, settings: NatsSettings) -> str | None:
             f"NATS at {where} refused these credentials: give --creds FILE, a party's key "
             "from `lienthong security init` (or $LIENTHONG_NATS_CREDS)"
         )
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return (
+            f"the server at {where} presented a certificate not signed by the CA given "
+            f"(--tls-ca, $LIENTHONG_NATS_TLS_CA): {error.verify_message}"
+        )
+    if isinstance(error, connection.ConnectionStalled):
+        return str(error)
     if isinstance(error, nats.errors.NoServersError | ConnectionRefusedError):
         return (
             f"cannot reach NATS at {where}: start the server (or `lienthong serve`), "

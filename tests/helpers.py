@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from consumers.projector import ProjectorSettings
+from gateway import connection
 from gateway.embedded import NatsServer
 from gateway.event_index import EventIndex
 from gateway.event_log import EventLog, msg_id
@@ -23,6 +24,7 @@ from gateway.intake import Intake
 from gateway.jetstream import JetStream, PubAck
 from gateway.refusals import Unavailable
 from gateway.registry import Registry
+from gateway.security import Layout, init
 from gateway.service import Gateway
 from gateway.settings import NatsSettings, StreamSettings
 from gateway.streams import EVENTS_STREAM
@@ -266,3 +268,84 @@ ACK_LOST = faulty_jetstream(
     after=failing_event_writes(Unavailable("the event log did not confirm the write in time"))
 )
 """Stores events but loses JetStream's answer, as a timed-out write that did land."""
+
+
+class SecureDeployment:
+    """`lienthong security init`'s folder and a nats-server running its nats-server.conf."""
+
+    def __init__(self, folder: Path, server: NatsServer, tls: bool) -> None:
+        self.folder = folder
+        self.server = server
+        self.tls = tls
+
+    def creds(self, party: str) -> Path:
+        return self.folder / "creds" / f"{party}.nk"
+
+    def settings(self, party: str, tls_ca: Path | None = None) -> NatsSettings:
+        """`party`'s settings, as `--creds` alone gives them (its inbox prefix found)."""
+        ca = tls_ca or (self.folder / "tls" / "ca.pem" if self.tls else None)
+        return NatsSettings.from_env(self.server.url, creds=self.creds(party), tls_ca=ca)
+
+    @contextlib.asynccontextmanager
+    async def party(self, name: str) -> AsyncIterator[PartyConnection]:
+        refused: list[str] = []
+        client = await connection.connect(
+            self.settings(name), service=False, on_denied=refused.append
+        )
+        try:
+            yield PartyConnection(client, refused)
+        finally:
+            await client.close()
+
+
+class PartyConnection:
+    """One party's connection, with every permission violation the server reported to it.
+
+    The server reports a refused publish or subscribe asynchronously (an -ERR that may come
+    after the PONG of a flush), so a refusal is awaited until it arrives; what a party may do
+    is shown by doing it (a request answered, a message received), never by a refusal's absence.
+    """
+
+    def __init__(self, client: Client, refused: list[str]) -> None:
+        self.client = client
+        self.refused = refused
+
+    async def _refusal(self, verb: str, subject: str) -> bool:
+        wanted = f'permissions violation for {verb} to "{subject.lower()}"'
+        try:
+            await until(lambda: wanted in self.refused, timeout=REFUSAL_WAIT, what=wanted)
+        except AssertionError:
+            return False
+        return True
+
+    async def refused_publish(self, subject: str, payload: bytes = b"{}") -> bool:
+        """Whether the server refuses this party a publish on `subject`."""
+        await self.client.publish(subject, payload, reply=self.client.new_inbox())
+        await self.client.flush()
+        return await self._refusal("publish", subject)
+
+    async def refused_subscribe(self, subject: str) -> bool:
+        sub = await self.client.subscribe(subject)
+        await self.client.flush()
+        refused = await self._refusal("subscription", subject)
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
+        return refused
+
+
+REFUSAL_WAIT = 10.0
+"""How long a refusal the server owes may take to arrive before the test fails."""
+
+
+@contextlib.contextmanager
+def secure_deployment(
+    folder: Path, registry: Registry | None = None, *, tls: bool = False
+) -> Iterator[SecureDeployment]:
+    """A deployment as `security init` writes it, its server started from the written config."""
+    init(
+        folder,
+        registry or Registry.load(),
+        Layout(port=free_port(), leaf_port=free_port(), tls=tls),
+    )
+    with NatsServer(folder / "data", config_file=folder / "nats-server.conf") as server:
+        yield SecureDeployment(folder, server, tls)
