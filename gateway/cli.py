@@ -558,7 +558,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if args.log_level == "info":  # the demo's story is its printed output, not the batch logs
         logs.configure("warning")
-    return demo.main(seed=args.seed, keep=args.keep)
+    return demo.main(seed=args.seed, keep=args.keep, secure=args.secure)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -661,6 +661,12 @@ def parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a month of Quy Nhơn's traffic, ending in the city's report")
     demo.add_argument("--seed", type=int, default=2021)
     demo.add_argument("--keep", type=Path, help="keep the demo's data in this folder")
+    demo.add_argument(
+        "--secure",
+        action="store_true",
+        help="with security on: security init's configuration, every unit, the province and "
+        "the gateway on its own key",
+    )
     demo.set_defaults(run=cmd_demo)
 
     history = sub.add_parser("history", help="one dossier's events and interconnection records")

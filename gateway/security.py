@@ -63,7 +63,10 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
 
     hosts: tuple[str, ...] = ()
     """Names clients use for the server (certificate names; cluster nodes when two or more)."""
+    listen_host: str = "0.0.0.0"
+    """Where the one server of nats-server.conf listens (127.0.0.1 for a trial on one machine)."""
     port: int = 4222
+    """Its client port; -1 picks a free one (nats-server's own convention)."""
     leaf_port: int = 7422
     cluster_port: int = 6222
     tls: bool = False
@@ -204,12 +207,12 @@ def _tls_block(folder: Path, *, verify: bool = False, indent: str = "") -> str:
     return f"{indent}tls {{ {inner} }}\n"
 
 
-def _leaf_listener(folder: Path, layout: Layout, chosen: Secrets) -> str:
+def _leaf_listener(folder: Path, layout: Layout, chosen: Secrets, host: str = "0.0.0.0") -> str:
     users = f"{{ user: {_q(chosen.leaf_user)}, password: {_q(chosen.leaf_password)} }}"
     tls = _tls_block(folder, verify=True, indent="  ") if layout.tls else ""
     return (
         "leafnodes {\n"
-        f"  listen: 0.0.0.0:{layout.leaf_port}\n"
+        f"  listen: {host}:{layout.leaf_port}\n"
         f"  authorization {{ users: [{users}] }}\n"
         f"{tls}"
         "}\n"
@@ -220,12 +223,12 @@ def server_config(folder: Path, layout: Layout, chosen: Secrets) -> str:
     return (
         "# One lienthong nats-server, least privilege for every party (lienthong security init).\n"
         'server_name: "lienthong"\n'
-        f"listen: 0.0.0.0:{layout.port}\n"
+        f"listen: {layout.listen_host}:{layout.port}\n"
         "max_payload: 8MB\n"
         f"jetstream {{ store_dir: {_q(str(folder / 'data' / 'lienthong'))} }}\n"
         f"include {AUTHORIZATION_FILE}\n"
         + (_tls_block(folder) if layout.tls else "")
-        + _leaf_listener(folder, layout, chosen)
+        + _leaf_listener(folder, layout, chosen, layout.listen_host)
     )
 
 

@@ -10,6 +10,7 @@ import json
 import ssl
 import stat
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -502,3 +503,22 @@ async def test_submit_report_and_interconnection_with_every_party_on_its_own_cre
         await province.stop()
         await province_client.close()
         await node.stop()
+
+
+@pytest.mark.slow
+def test_the_demo_with_security_on_prints_the_same_april_report(
+    subprocess_env: dict[str, str],
+) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "demo", "--secure"],
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "security on: every party's key and rights in" in run.stdout
+    assert "Matches the city's published April 2021 report figure for figure." in run.stdout
+    assert ", 0 refused" in run.stdout
+    assert "permission denied" not in run.stderr
