@@ -541,6 +541,7 @@ def cmd_security_init(args: argparse.Namespace) -> int:
             leaf_port=args.leaf_port,
             cluster_port=args.cluster_port,
             tls=args.tls,
+            store_dir=args.store_dir,
         ),
         rotate=tuple(args.rotate),
     )
@@ -771,6 +772,12 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--port", type=int, default=4222, help="client port (default: 4222)")
     init.add_argument("--leaf-port", type=int, default=7422, help="leaf-node port (7422)")
     init.add_argument("--cluster-port", type=int, default=6222, help="route port (6222)")
+    init.add_argument(
+        "--store-dir",
+        type=Path,
+        help="where the servers keep JetStream's files (default: DIR/data; e.g. "
+        "/var/lib/lienthong/nats on the nodes)",
+    )
     init.set_defaults(run=cmd_security_init)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the contract")

@@ -70,6 +70,9 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     leaf_port: int = 7422
     cluster_port: int = 6222
     tls: bool = False
+    store_dir: Path | None = None
+    """Where each server keeps JetStream's files (a node's in `<store_dir>/node-N`); default
+    `DIR/data`."""
 
 
 class InitResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -198,6 +201,10 @@ def authorization_block(parties: list[Party]) -> str:
     return "\n".join(lines)
 
 
+def _store(folder: Path, layout: Layout, name: str) -> Path:
+    return (layout.store_dir or folder / "data") / name
+
+
 def _tls_block(folder: Path, *, verify: bool = False, indent: str = "") -> str:
     tls = folder / "tls"
     inner = (
@@ -225,7 +232,7 @@ def server_config(folder: Path, layout: Layout, chosen: Secrets) -> str:
         'server_name: "lienthong"\n'
         f"listen: {layout.listen_host}:{layout.port}\n"
         "max_payload: 8MB\n"
-        f"jetstream {{ store_dir: {_q(str(folder / 'data' / 'lienthong'))} }}\n"
+        f"jetstream {{ store_dir: {_q(str(_store(folder, layout, 'lienthong')))} }}\n"
         f"include {AUTHORIZATION_FILE}\n"
         + (_tls_block(folder) if layout.tls else "")
         + _leaf_listener(folder, layout, chosen, layout.listen_host)
@@ -248,7 +255,7 @@ def node_config(
         f'server_name: "lienthong-{n}"\n'
         f"listen: 0.0.0.0:{layout.port}\n"
         "max_payload: 8MB\n"
-        f"jetstream {{ store_dir: {_q(str(folder / 'data' / f'node-{n}'))} }}\n"
+        f"jetstream {{ store_dir: {_q(str(_store(folder, layout, f'node-{n}')))} }}\n"
         f"include ../{AUTHORIZATION_FILE}\n"
         + (_tls_block(folder) if layout.tls else "")
         + "cluster {\n"
@@ -263,8 +270,11 @@ def node_config(
 
 
 def ward_config(folder: Path, layout: Layout, chosen: Secrets) -> str:
-    hub = layout.hosts[0] if layout.hosts else "127.0.0.1"
-    url = f"nats-leaf://{chosen.leaf_user}:{chosen.leaf_password}@{hub}:{layout.leaf_port}"
+    hubs = layout.hosts or ("127.0.0.1",)
+    urls = [
+        f"nats-leaf://{chosen.leaf_user}:{chosen.leaf_password}@{hub}:{layout.leaf_port}"
+        for hub in hubs
+    ]
     remote_tls = (
         f", tls: {{ ca_file: {_q(str(folder / 'tls' / 'ca.pem'))}, "
         f"cert_file: {_q(str(folder / 'tls' / 'server.pem'))}, "
@@ -276,7 +286,7 @@ def ward_config(folder: Path, layout: Layout, chosen: Secrets) -> str:
         "# A ward's own nats-server, a leaf node of the city's; its desks keep their own keys\n"
         'server_name: "lienthong-ward"\n'
         "listen: 127.0.0.1:4222\n"
-        f'jetstream {{ store_dir: {_q(str(folder / "data" / "ward"))}, domain: "ward" }}\n'
+        f'jetstream {{ store_dir: {_q(str(_store(folder, layout, "ward")))}, domain: "ward" }}\n'
         f"include ../{AUTHORIZATION_FILE}\n"
-        f"leafnodes {{ remotes: [{{ url: {_q(url)}{remote_tls} }}] }}\n"
+        f"leafnodes {{ remotes: [{{ urls: [{', '.join(_q(u) for u in urls)}]{remote_tls} }}] }}\n"
     )

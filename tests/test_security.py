@@ -522,3 +522,27 @@ def test_the_demo_with_security_on_prints_the_same_april_report(
     assert "Matches the city's published April 2021 report figure for figure." in run.stdout
     assert ", 0 refused" in run.stdout
     assert "permission denied" not in run.stderr
+
+
+def test_deploys_cluster_and_leaf_configurations_are_what_security_init_writes(
+    tmp_path: Path,
+) -> None:
+    deploy = Path(__file__).resolve().parent.parent / "deploy"
+    copy = tmp_path / "deploy"
+    wrappers = [*sorted((deploy / "cluster").glob("node-*.conf")), deploy / "leaf" / "ward.conf"]
+    for wrapper in wrappers:
+        target = copy / wrapper.parent.name / wrapper.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = wrapper.read_text()
+        assert "password:" not in text  # nothing kept by hand
+        target.write_text(text)
+    init(copy / "security", Registry.load(), Layout(hosts=("node-1", "node-2", "node-3")))
+    for wrapper in wrappers:
+        config = copy / wrapper.parent.name / wrapper.name
+        check = subprocess.run(
+            [str(find_nats_server()), "-t", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert check.returncode == 0, (config, check.stderr)
