@@ -31,8 +31,14 @@ def nats_available(
     with NatsServer(
         store_dir, port=port, name="lienthong-embedded", config_file=config_file
     ) as server:
+        guard = (
+            f"authorization from {config_file}"
+            if config_file
+            else "loopback only and no credentials, for trials: `lienthong serve --security DIR` "
+            "for every party on its own key"
+        )
         print(
-            f"embedded nats-server with JetStream at {server.url}, data in {store_dir}",
+            f"embedded nats-server with JetStream at {server.url}, data in {store_dir} ({guard})",
             file=sys.stderr,
         )
         yield msgspec.structs.replace(settings, servers=(server.url,))
