@@ -83,42 +83,61 @@ def make_ca(folder: Path, name: str = "lienthong CA") -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def make_server_cert(folder: Path, hosts: list[str]) -> tuple[Path, Path]:
-    """`server.pem` and `server-key.pem` for `hosts` (names or IP addresses), signed by the CA
-    in `folder`; made anew every time, so a changed list of hosts takes effect."""
+def _issue(
+    folder: Path,
+    common_name: str,
+    names: list[x509.GeneralName],
+    usages: list[x509.ObjectIdentifier],
+    cert_path: Path,
+    key_path: Path,
+) -> tuple[Path, Path]:
+    """A certificate for `common_name` signed by the CA in `folder`, and its key (0600)."""
     ca_cert = x509.load_pem_x509_certificate((folder / "ca.pem").read_bytes())
     ca_key = serialization.load_pem_private_key((folder / "ca-key.pem").read_bytes(), None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise ValueError(f"{folder / 'ca-key.pem'} is not the EC key security init writes")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    )
+    if names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    _write_private(key_path, _key_pem(key))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, key_path
+
+
+def make_server_cert(folder: Path, hosts: list[str]) -> tuple[Path, Path]:
+    """`server.pem` and `server-key.pem` for `hosts` (names or IP addresses), signed by the CA
+    in `folder`; made anew every time, so a changed list of hosts takes effect."""
     names: list[x509.GeneralName] = []
     for host in dict.fromkeys(hosts):
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
             names.append(x509.DNSName(host))
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(hosts[0]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=SERVER_DAYS))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        # Server auth for clients; client auth too, since a node presents the same certificate
-        # when it opens a route or a leaf connection to another.
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "server.pem", folder / "server-key.pem"
-    _write_private(key_path, _key_pem(key))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert_path, key_path
+    # Server auth for clients; client auth too, since a node presents the same certificate
+    # when it opens a route or a leaf connection to another.
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    return _issue(folder, hosts[0], names, usages, folder / "server.pem", folder / "server-key.pem")
+
+
+def make_client_cert(folder: Path, party: str, *, renew: bool = False) -> tuple[Path, Path]:
+    """`clients/<party>.pem` and its key: the certificate a party's client presents (the
+    server accepts only certificates of its own CA). Kept unless `renew`."""
+    cert_path = folder / "clients" / f"{party}.pem"
+    key_path = folder / "clients" / f"{party}-key.pem"
+    if cert_path.exists() and key_path.exists() and not renew:
+        return cert_path, key_path
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    return _issue(folder, party, [], usages, cert_path, key_path)

@@ -63,6 +63,16 @@ class Permissions(msgspec.Struct, frozen=True, kw_only=True):
     """May answer requests it received (on their reply subjects, once each) and nothing else."""
 
 
+class PartyTls(msgspec.Struct, frozen=True, kw_only=True):
+    """With `security init --tls`: the CA to verify the server with, and the client
+    certificate the party presents (the server accepts only its own CA's). Relative to the
+    folder of `parties.json`."""
+
+    ca: str
+    cert: str
+    key: str
+
+
 class Party(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """One entry of `parties.json`."""
 
@@ -75,6 +85,7 @@ class Party(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     unit: str | None = None
     inbox_prefix: str | None = None
     """The `inbox_prefix` its client must connect with: replies to it arrive only there."""
+    tls: PartyTls | None = None
 
 
 class PartiesFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -283,10 +294,20 @@ def load_parties(folder: Path) -> list[Party]:
         raise PartiesError(f"{path} is not a parties file: {e}") from e
 
 
-def find_party(creds: Path) -> Party | None:
+class FoundParty(msgspec.Struct, frozen=True, kw_only=True):
+    """A party and the folder its `parties.json` is in (its paths are relative to it)."""
+
+    party: Party
+    folder: Path
+
+    def path(self, relative: str) -> Path:
+        return self.folder / relative
+
+
+def find_party(creds: Path) -> FoundParty | None:
     """The party whose credential file `creds` is, from the parties.json of its folder (or the
     folder above it, where `security init` puts it): so `--creds FILE` alone tells a command
-    its inbox prefix and its name."""
+    its name, its inbox prefix and (with TLS) its CA and client certificate."""
     creds = creds.resolve()
     for folder in (creds.parent, creds.parent.parent):
         try:
@@ -295,5 +316,5 @@ def find_party(creds: Path) -> Party | None:
             continue
         for party in parties:
             if (folder / party.credentials).resolve() == creds:
-                return party
+                return FoundParty(party=party, folder=folder)
     return None

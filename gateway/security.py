@@ -9,7 +9,8 @@ Everything is written into one folder (mode 0700), so an operator reviews and sh
     creds/<party>.nk      one NKey seed per party (0600), as every official NATS client takes it
     parties.json          who each party is, its file, its inbox prefix, its permissions
     secrets.json          the generated route and leaf passwords (0600), kept across runs
-    tls/                  with --tls: the CA, the server's certificate and key
+    tls/                  with --tls: the CA, the server's certificate, one client certificate
+                          per party (the server accepts only certificates of this CA)
 
 Running it again keeps every key and password: parties new to the registry get new keys,
 `rotate` replaces the named parties' keys only.
@@ -32,6 +33,7 @@ from gateway.parties import (
     PartiesError,
     PartiesFile,
     Party,
+    PartyTls,
     Permissions,
     by_name,
     grants,
@@ -116,18 +118,18 @@ def init(
     added: list[str] = []
     kept: list[str] = []
     rotated: list[str] = []
+    if layout.tls:
+        tls = folder / "tls"
+        certificates.make_ca(tls)
+        certificates.make_server_cert(tls, [*layout.hosts, "localhost", "127.0.0.1"])
     for grant in wanted:
-        parties.append(_party(folder, grant, grant.name in rotate))
+        parties.append(_party(folder, grant, grant.name in rotate, layout.tls))
         (rotated if grant.name in rotate else kept if grant.name in before else added).append(
             grant.name
         )
     # Parties of an earlier, larger registry stay: removing a desk's key is a deliberate act.
     parties += [p for name, p in before.items() if name not in {g.name for g in wanted}]
     chosen = _secrets(folder)
-    if layout.tls:
-        tls = folder / "tls"
-        certificates.make_ca(tls)
-        certificates.make_server_cert(tls, [*layout.hosts, "localhost", "127.0.0.1"])
     _private(folder / AUTHORIZATION_FILE, authorization_block(parties))
     _private(folder / SERVER_FILE, server_config(folder, layout, chosen))
     hosts = layout.hosts if len(layout.hosts) >= 2 else CLUSTER_NODES
@@ -141,12 +143,21 @@ def init(
     return InitResult(added=tuple(added), kept=tuple(kept), rotated=tuple(rotated))
 
 
-def _party(folder: Path, grant: Grant, rotate: bool) -> Party:
+def _party(folder: Path, grant: Grant, rotate: bool, tls: bool) -> Party:
     relative = f"creds/{grant.name}.nk"
     path = folder / relative
     if rotate or not path.exists():
         _private(path, _new_seed() + "\n")
+    client_tls = None
+    if tls:
+        cert, key = certificates.make_client_cert(folder / "tls", grant.name, renew=rotate)
+        client_tls = PartyTls(
+            ca="tls/ca.pem",
+            cert=str(cert.relative_to(folder)),
+            key=str(key.relative_to(folder)),
+        )
     return Party(
+        tls=client_tls,
         name=grant.name,
         role=grant.role,
         unit=grant.unit,
@@ -234,7 +245,7 @@ def server_config(folder: Path, layout: Layout, chosen: Secrets) -> str:
         "max_payload: 8MB\n"
         f"jetstream {{ store_dir: {_q(str(_store(folder, layout, 'lienthong')))} }}\n"
         f"include {AUTHORIZATION_FILE}\n"
-        + (_tls_block(folder) if layout.tls else "")
+        + (_tls_block(folder, verify=True) if layout.tls else "")
         + _leaf_listener(folder, layout, chosen, layout.listen_host)
     )
 
@@ -257,7 +268,7 @@ def node_config(
         "max_payload: 8MB\n"
         f"jetstream {{ store_dir: {_q(str(_store(folder, layout, f'node-{n}')))} }}\n"
         f"include ../{AUTHORIZATION_FILE}\n"
-        + (_tls_block(folder) if layout.tls else "")
+        + (_tls_block(folder, verify=True) if layout.tls else "")
         + "cluster {\n"
         '  name: "lienthong"\n'
         f"  listen: 0.0.0.0:{layout.cluster_port}\n"

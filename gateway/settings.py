@@ -53,16 +53,22 @@ class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
             return Path(value) if value else None
 
         creds_file = creds or path("LIENTHONG_NATS_CREDS")
-        party = find_party(creds_file) if creds_file is not None else None
+        found = find_party(creds_file) if creds_file is not None else None
+        party = found.party if found else None
+        tls = party.tls if party else None
+
+        def party_path(relative: str | None) -> Path | None:
+            return found.path(relative) if found and relative else None
+
         return cls(
             servers=tuple(u.strip() for u in urls.split(",") if u.strip()),
             creds_file=creds_file,
             party=party.name if party else None,
             inbox_prefix=env("LIENTHONG_NATS_INBOX_PREFIX")
             or (party.inbox_prefix if party else None),
-            tls_ca=tls_ca or path("LIENTHONG_NATS_TLS_CA"),
-            tls_cert=path("LIENTHONG_NATS_TLS_CERT"),
-            tls_key=path("LIENTHONG_NATS_TLS_KEY"),
+            tls_ca=tls_ca or path("LIENTHONG_NATS_TLS_CA") or party_path(tls.ca if tls else None),
+            tls_cert=path("LIENTHONG_NATS_TLS_CERT") or party_path(tls.cert if tls else None),
+            tls_key=path("LIENTHONG_NATS_TLS_KEY") or party_path(tls.key if tls else None),
             user=env("LIENTHONG_NATS_USER"),
             password=env("LIENTHONG_NATS_PASSWORD"),
             token=env("LIENTHONG_NATS_TOKEN"),

@@ -148,6 +148,10 @@ def test_every_written_configuration_is_one_nats_server_accepts(tmp_path: Path) 
             check=False,
         )
         assert check.returncode == 0, (config, check.stderr)
+    for party in _parties(folder):
+        assert party.tls is not None
+        assert stat.S_IMODE((folder / party.tls.key).stat().st_mode) == 0o600
+        assert (folder / party.tls.cert).exists()
     node = (folder / "cluster" / "node-1.conf").read_text()
     secrets_file = json.loads((folder / "secrets.json").read_text())
     # Routes carry the generated password, never one kept by hand.
@@ -250,6 +254,22 @@ async def test_tls_clients_verify_the_server_and_one_trusting_another_ca_is_refu
         settings = deployment.settings(f"unit-{WARD}", tls_ca=other_ca)
         with pytest.raises(ssl.SSLCertVerificationError):
             await connection.connect(settings, service=False)
+
+
+async def test_a_tls_client_presenting_another_cas_certificate_or_none_is_refused(
+    tmp_path: Path,
+) -> None:
+    with secure_deployment(tmp_path / "security", tls=True) as deployment:
+        own = deployment.settings(f"unit-{WARD}")
+        assert own.tls_cert is not None  # found in parties.json from --creds alone
+        certificates.make_ca(tmp_path / "other")
+        cert, key = certificates.make_client_cert(tmp_path / "other", f"unit-{WARD}")
+        foreign = msgspec.structs.replace(own, tls_cert=cert, tls_key=key)
+        with pytest.raises((nats.errors.Error, OSError)):
+            await connection.connect(foreign, service=False)
+        without = msgspec.structs.replace(own, tls_cert=None, tls_key=None)
+        with pytest.raises((nats.errors.Error, OSError)):
+            await connection.connect(without, service=False)
 
 
 # --- a unit --------------------------------------------------------------------------------
