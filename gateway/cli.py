@@ -116,13 +116,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 submitting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await submitting
-            if denied.is_set():
-                print(failures.permission_line(settings), file=sys.stderr)
-                return 2
-            replies = submitting.result()
+            replies = None if denied.is_set() else submitting.result()
         finally:
-            progress.close()
+            progress.close(summary=not denied.is_set())
             await client.close()
+        if replies is None:
+            print(failures.permission_line(settings), file=sys.stderr)
+            return 2
         accepted = [r for r in replies if isinstance(r, Accepted)]
         refused = [
             (n, r) for (n, _), r in zip(lines, replies, strict=True) if isinstance(r, Refused)

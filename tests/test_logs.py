@@ -7,12 +7,8 @@ Checked twice: in-process, with the gateway's own JSON logging captured, and end
 from __future__ import annotations
 
 import io
-import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +22,7 @@ from structlog.testing import capture_logs
 from gateway import logs
 from gateway.service import Gateway
 from tests import events as ev
-from tests.helpers import free_port, submit
+from tests.helpers import LienthongProcess, free_port, submit
 
 NAME = "Nguyễn Văn Bí Mật"
 ID_NUMBER = "052090009999"
@@ -109,55 +105,6 @@ async def test_submit_batch_log_line_has_unit_counts_and_time(
     assert line["ms"] >= 0
 
 
-class _Process:
-    """A lienthong process whose stderr is collected line by line as it comes."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.lines: list[str] = []
-        # Its own process group: if it must be killed, its embedded nats-server goes with it.
-        self.process = subprocess.Popen(
-            argv,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line)
-
-    def wait_for(self, text: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"no {text!r} from {self.process.args!r}:\n{self.stderr}")
-            time.sleep(0.02)
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self.lines)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._reader.join(5)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
-        return self.process.returncode
-
-
 @pytest.mark.slow
 def test_serve_and_submit_log_one_line_per_batch_and_no_personal_data(
     tmp_path: Path, subprocess_env: dict[str, str]
@@ -176,7 +123,7 @@ def test_serve_and_submit_log_one_line_per_batch_and_no_personal_data(
         "\n".join(msgspec.json.encode(line).decode() for line in lines) + "\n", encoding="utf-8"
     )
     port = free_port()
-    serve = _Process([*LIENTHONG, "serve", "--port", str(port)], subprocess_env)
+    serve = LienthongProcess([*LIENTHONG, "serve", "--port", str(port)], subprocess_env)
     try:
         serve.wait_for("lienthong serving on")
         result = subprocess.run(

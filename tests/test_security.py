@@ -37,6 +37,7 @@ from schemas.report import Report
 from tests import events as ev
 from tests.helpers import (
     FAST_PROJECTOR,
+    LienthongProcess,
     SecureDeployment,
     free_port,
     log_size,
@@ -566,3 +567,34 @@ def test_deploys_cluster_and_leaf_configurations_are_what_security_init_writes(
             check=False,
         )
         assert check.returncode == 0, (config, check.stderr)
+
+
+def test_serve_runs_the_embedded_server_with_security_on_as_the_gateway_party(
+    tmp_path: Path, subprocess_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "security"
+    port = free_port()
+    init(folder, Registry.load(), Layout(listen_host="127.0.0.1", port=port, leaf_port=-1))
+    serve = LienthongProcess(
+        [sys.executable, "-m", "gateway.cli", "serve", "--security", str(folder)], subprocess_env
+    )
+    try:
+        serve.wait_for("lienthong serving on")
+        assert f"authorization from {folder / 'nats-server.conf'}" in serve.stderr
+        events = tmp_path / "events.jsonl"
+        events.write_text(json.dumps(ev.received("HS-1")) + "\n")
+        url = f"nats://127.0.0.1:{port}"
+        ward = ["--nats-url", url, "--creds", str(folder / "creds" / f"unit-{WARD}.nk")]
+        assert cli.main(["submit", str(events), "--unit", WARD, *ward]) == 0
+        assert "1 accepted" in capsys.readouterr().out
+        assert cli.main(["submit", str(events), "--unit", OTHER_WARD, *ward]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            f"permission denied: party unit-{WARD} may not publish to "
+            f"onestop.submit.{OTHER_WARD}; ask the operator for that right "
+            "(parties.json lists every party's)"
+        ]
+        assert cli.main(["submit", str(events), "--unit", WARD, "--nats-url", url]) == 2
+        assert "refused these credentials" in capsys.readouterr().err
+    finally:
+        assert serve.stop() == 0
