@@ -391,9 +391,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         witness: Client | None = None
         try:
             if args.witness:
-                witness = await connection.connect(
-                    NatsSettings(servers=(args.witness,)), service=False
+                # The province's server is not the city's: none of the city's settings apply.
+                province = (
+                    NatsSettings(servers=(args.witness,))
+                    if args.witness_creds is None
+                    else NatsSettings.from_env(args.witness, creds=args.witness_creds)
                 )
+                witness = await connection.connect(province, service=False)
             stream = (args.witness_stream or WITNESS_STREAM) if witness else SEALS_STREAM
             result = await verify(client, witness, stream)
             disagree = None
@@ -713,6 +717,12 @@ def parser() -> argparse.ArgumentParser:
     )
     verify.add_argument(
         "--witness-stream", help="the copy's stream name (default: ONESTOP_SEALS_WITNESS)"
+    )
+    verify.add_argument(
+        "--witness-creds",
+        type=Path,
+        metavar="FILE",
+        help="credentials on the province's server (a key of its own security init)",
     )
     nats_url(verify)
     verify.set_defaults(run=cmd_verify)
