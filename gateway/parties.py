@@ -51,6 +51,8 @@ class Role(enum.StrEnum):
     SUPERVISOR = "supervisor"
     GATEWAY = "gateway"
     ADMIN = "admin"
+    SITE = "site"
+    """A ward's or commune's own nats-server, a leaf node of the city's (its leaf connection)."""
 
 
 class Permissions(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,9 +81,11 @@ class Party(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     name: str
     role: Role
     credentials: str
-    """The party's NKey seed file, relative to the folder `parties.json` is in."""
-    public_key: str
+    """The party's NKey seed file (a site's: its leaf connection's password file), relative
+    to the folder `parties.json` is in."""
     permissions: Permissions
+    public_key: str | None = None
+    """The NKey the server knows the party by (a site has a password instead)."""
     unit: str | None = None
     inbox_prefix: str | None = None
     """The `inbox_prefix` its client must connect with: replies to it arrive only there."""
@@ -220,6 +224,13 @@ def gateway_permissions(party: str) -> Permissions:
     )
 
 
+def site_permissions(unit: str) -> Permissions:
+    """What crosses a ward's leaf connection into the city's servers: its desks' submissions,
+    and back, the replies to its desks' private inbox; nothing else, whatever the ward's own
+    server lets through (the leaf connection is held to these rights by the city's server)."""
+    return Permissions(publish=(f"{SUBMIT_PREFIX}.{unit}",), subscribe=(_inbox(unit_party(unit)),))
+
+
 def admin_permissions() -> Permissions:
     """Provisioning and upgrades: everything. Kept apart from the running gateway's key."""
     return Permissions(publish=(">",), subscribe=(">",))
@@ -277,7 +288,22 @@ def grants(registry: Registry) -> list[Grant]:
                     permissions=unit_permissions(registry, code, name),
                 )
             )
+    for code in registry.codes():
+        if registry[code].level in (Level.WARD, Level.COMMUNE):
+            found.append(
+                Grant(
+                    name=site_party(code),
+                    role=Role.SITE,
+                    unit=code,
+                    permissions=site_permissions(code),
+                    private_inbox=False,
+                )
+            )
     return found
+
+
+def site_party(unit: str) -> str:
+    return f"site-{unit}"
 
 
 def by_name(parties: Iterable[Party]) -> dict[str, Party]:

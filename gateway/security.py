@@ -5,10 +5,12 @@ Everything is written into one folder (mode 0700), so an operator reviews and sh
     nats-server.conf      one server, runnable as it is (`nats-server -c DIR/nats-server.conf`)
     authorization.conf    every party's NKey and permissions, included by each configuration
     cluster/node-N.conf   a cluster's nodes, routes authenticated by a generated password
-    leaf/ward.conf        a ward's leaf node, its leaf connection authenticated the same way
+    leaf/<unit>.conf      each ward's and commune's leaf node; its leaf connection is the site
+                          party (a generated password), held to that site's rights
     creds/<party>.nk      one NKey seed per party (0600), as every official NATS client takes it
+    creds/site-<unit>.password   a site's leaf connection password (0600)
     parties.json          who each party is, its file, its inbox prefix, its permissions
-    secrets.json          the generated route and leaf passwords (0600), kept across runs
+    secrets.json          the generated route password (0600), kept across runs
     tls/                  with --tls: the CA, the server's certificate, one client certificate
                           per party (the server accepts only certificates of this CA)
 
@@ -35,6 +37,7 @@ from gateway.parties import (
     Party,
     PartyTls,
     Permissions,
+    Role,
     by_name,
     grants,
     inbox_prefix,
@@ -56,8 +59,6 @@ class SecurityError(PartiesError):
 class Secrets(msgspec.Struct, kw_only=True):
     route_user: str = "route"
     route_password: str = ""
-    leaf_user: str = "ward"
-    leaf_password: str = ""
 
 
 class Layout(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +72,8 @@ class Layout(msgspec.Struct, frozen=True, kw_only=True):
     """Its client port; -1 picks a free one (nats-server's own convention)."""
     leaf_port: int = 7422
     cluster_port: int = 6222
+    site_port: int = 4222
+    """Where a ward's own server listens for its desks (on its own machine, loopback)."""
     tls: bool = False
     store_dir: Path | None = None
     """Where each server keeps JetStream's files (a node's in `<store_dir>/node-N`); default
@@ -130,24 +133,27 @@ def init(
     # Parties of an earlier, larger registry stay: removing a desk's key is a deliberate act.
     parties += [p for name, p in before.items() if name not in {g.name for g in wanted}]
     chosen = _secrets(folder)
-    _private(folder / AUTHORIZATION_FILE, authorization_block(parties))
+    _private(folder / AUTHORIZATION_FILE, authorization_block(folder, parties))
     _private(folder / SERVER_FILE, server_config(folder, layout, chosen))
     hosts = layout.hosts if len(layout.hosts) >= 2 else CLUSTER_NODES
     for n in range(1, len(hosts) + 1):
         _private(
             folder / "cluster" / f"node-{n}.conf", node_config(folder, layout, chosen, hosts, n)
         )
-    _private(folder / "leaf" / "ward.conf", ward_config(folder, layout, chosen))
+    for party in parties:
+        if party.role is Role.SITE and party.unit is not None:
+            _private(folder / "leaf" / f"{party.unit}.conf", ward_config(folder, layout, party))
     document = msgspec.json.format(msgspec.json.encode(PartiesFile(parties=tuple(parties))))
     (folder / PARTIES_FILE).write_bytes(document + b"\n")
     return InitResult(added=tuple(added), kept=tuple(kept), rotated=tuple(rotated))
 
 
 def _party(folder: Path, grant: Grant, rotate: bool, tls: bool) -> Party:
-    relative = f"creds/{grant.name}.nk"
+    site = grant.role is Role.SITE
+    relative = f"creds/{grant.name}.password" if site else f"creds/{grant.name}.nk"
     path = folder / relative
     if rotate or not path.exists():
-        _private(path, _new_seed() + "\n")
+        _private(path, (secrets.token_urlsafe(32) if site else _new_seed()) + "\n")
     client_tls = None
     if tls:
         cert, key = certificates.make_client_cert(folder / "tls", grant.name, renew=rotate)
@@ -162,7 +168,7 @@ def _party(folder: Path, grant: Grant, rotate: bool, tls: bool) -> Party:
         role=grant.role,
         unit=grant.unit,
         credentials=relative,
-        public_key=public_key(path.read_text()),
+        public_key=None if site else public_key(path.read_text()),
         inbox_prefix=inbox_prefix(grant.name) if grant.private_inbox else None,
         permissions=grant.permissions,
     )
@@ -172,7 +178,6 @@ def _secrets(folder: Path) -> Secrets:
     path = folder / SECRETS_FILE
     chosen = msgspec.json.decode(path.read_bytes(), type=Secrets) if path.exists() else Secrets()
     chosen.route_password = chosen.route_password or secrets.token_urlsafe(32)
-    chosen.leaf_password = chosen.leaf_password or secrets.token_urlsafe(32)
     _private(path, msgspec.json.format(msgspec.json.encode(chosen).decode()) + "\n")
     return chosen
 
@@ -196,9 +201,10 @@ def _permissions(p: Permissions) -> str:
     return "{ " + ", ".join(parts) + " }"
 
 
-def authorization_block(parties: list[Party]) -> str:
-    """Every party as a static NKey user with its permissions; no user means no anonymous
-    access (nats-server refuses a connection that presents no key of the list)."""
+def authorization_block(folder: Path, parties: list[Party]) -> str:
+    """Every party as a static NKey user with its permissions (a site: a user with a password,
+    which leaf connections authenticate as); no user means no anonymous access (nats-server
+    refuses a connection that presents no key of the list)."""
     lines = [
         "# Written by `lienthong security init`; every party's key and rights (parties.json).",
         "authorization {",
@@ -207,7 +213,12 @@ def authorization_block(parties: list[Party]) -> str:
     for p in parties:
         lines.append(f"    # {p.name} ({p.role.value})")
         rights = _permissions(p.permissions)
-        lines.append(f"    {{ nkey: {_q(p.public_key)}, permissions: {rights} }}")
+        if p.public_key is None:
+            password = (folder / p.credentials).read_text().strip()
+            who = f"user: {_q(p.name)}, password: {_q(password)}"
+        else:
+            who = f"nkey: {_q(p.public_key)}"
+        lines.append(f"    {{ {who}, permissions: {rights} }}")
     lines += ["  ]", "}", ""]
     return "\n".join(lines)
 
@@ -225,16 +236,11 @@ def _tls_block(folder: Path, *, verify: bool = False, indent: str = "") -> str:
     return f"{indent}tls {{ {inner} }}\n"
 
 
-def _leaf_listener(folder: Path, layout: Layout, chosen: Secrets, host: str = "0.0.0.0") -> str:
-    users = f"{{ user: {_q(chosen.leaf_user)}, password: {_q(chosen.leaf_password)} }}"
+def _leaf_listener(folder: Path, layout: Layout, host: str = "0.0.0.0") -> str:
+    """No authorization block of its own: a leaf connection authenticates as one of the users
+    above (a site) and is held to that user's permissions."""
     tls = _tls_block(folder, verify=True, indent="  ") if layout.tls else ""
-    return (
-        "leafnodes {\n"
-        f"  listen: {host}:{layout.leaf_port}\n"
-        f"  authorization {{ users: [{users}] }}\n"
-        f"{tls}"
-        "}\n"
-    )
+    return f"leafnodes {{\n  listen: {host}:{layout.leaf_port}\n{tls}}}\n"
 
 
 def server_config(folder: Path, layout: Layout, chosen: Secrets) -> str:
@@ -246,7 +252,7 @@ def server_config(folder: Path, layout: Layout, chosen: Secrets) -> str:
         f"jetstream {{ store_dir: {_q(str(_store(folder, layout, 'lienthong')))} }}\n"
         f"include {AUTHORIZATION_FILE}\n"
         + (_tls_block(folder, verify=True) if layout.tls else "")
-        + _leaf_listener(folder, layout, chosen, layout.listen_host)
+        + _leaf_listener(folder, layout, layout.listen_host)
     )
 
 
@@ -276,28 +282,29 @@ def node_config(
         f"password: {_q(chosen.route_password)} }}\n"
         f"  routes: [{routes}]\n"
         f"{cluster_tls}"
-        "}\n" + _leaf_listener(folder, layout, chosen)
+        "}\n" + _leaf_listener(folder, layout)
     )
 
 
-def ward_config(folder: Path, layout: Layout, chosen: Secrets) -> str:
+def ward_config(folder: Path, layout: Layout, site: Party) -> str:
+    """A site's own nats-server: its desks connect to it with their own keys, and its leaf
+    connection to the city's servers authenticates as the site party."""
+    password = (folder / site.credentials).read_text().strip()
     hubs = layout.hosts or ("127.0.0.1",)
-    urls = [
-        f"nats-leaf://{chosen.leaf_user}:{chosen.leaf_password}@{hub}:{layout.leaf_port}"
-        for hub in hubs
-    ]
+    urls = [f"nats-leaf://{site.name}:{password}@{hub}:{layout.leaf_port}" for hub in hubs]
     remote_tls = (
-        f", tls: {{ ca_file: {_q(str(folder / 'tls' / 'ca.pem'))}, "
-        f"cert_file: {_q(str(folder / 'tls' / 'server.pem'))}, "
-        f"key_file: {_q(str(folder / 'tls' / 'server-key.pem'))} }}"
-        if layout.tls
+        f", tls: {{ ca_file: {_q(str(folder / site.tls.ca))}, "
+        f"cert_file: {_q(str(folder / site.tls.cert))}, "
+        f"key_file: {_q(str(folder / site.tls.key))} }}"
+        if site.tls is not None
         else ""
     )
     return (
-        "# A ward's own nats-server, a leaf node of the city's; its desks keep their own keys\n"
-        'server_name: "lienthong-ward"\n'
-        "listen: 127.0.0.1:4222\n"
-        f'jetstream {{ store_dir: {_q(str(_store(folder, layout, "ward")))}, domain: "ward" }}\n'
+        f"# {site.name}: unit {site.unit}'s own nats-server, a leaf node of the city's\n"
+        f'server_name: "lienthong-{site.unit}"\n'
+        f"listen: 127.0.0.1:{layout.site_port}\n"
+        f"jetstream {{ store_dir: {_q(str(_store(folder, layout, f'site-{site.unit}')))}, "
+        f'domain: "site-{site.unit}" }}\n'
         f"include ../{AUTHORIZATION_FILE}\n"
         f"leafnodes {{ remotes: [{{ urls: [{', '.join(_q(u) for u in urls)}]{remote_tls} }}] }}\n"
     )

@@ -23,7 +23,7 @@ from nats.js.api import DeliverPolicy
 
 from consumers.projector import ReportProjector
 from gateway import certificates, cli, connection
-from gateway.embedded import find_nats_server
+from gateway.embedded import NatsServer, find_nats_server
 from gateway.jetstream import JetStream
 from gateway.node import Node
 from gateway.parties import Party, load_parties
@@ -109,6 +109,7 @@ def test_init_writes_a_private_key_per_party_and_parties_json_naming_their_right
     parties = json.loads((folder / "parties.json").read_text())["parties"]
     names = {p["name"] for p in parties}
     units = [c for c in registry.codes() if c != PROVINCE]
+    wards = [c for c in units if registry[c].level.value in ("ward", "commune")]
     assert names == {
         "admin",
         "gateway",
@@ -116,13 +117,17 @@ def test_init_writes_a_private_key_per_party_and_parties_json_naming_their_right
         "supervisor",
         f"province-{PROVINCE}",
         *(f"unit-{u}" for u in units),
+        *(f"site-{u}" for u in wards),
     }
     for party in parties:
         creds = folder / party["credentials"]
         assert stat.S_IMODE(creds.stat().st_mode) == 0o600, creds
+        assert party["permissions"]["publish"], party
+        if party["role"] == "site":  # a leaf connection: a generated password
+            assert (folder / "leaf" / f"{party['unit']}.conf").exists()
+            continue
         assert creds.read_text().startswith("SU")  # an NKey user seed, as every client takes it
         assert party["public_key"].startswith("U")
-        assert party["permissions"]["publish"], party
     ward = next(p for p in parties if p["name"] == f"unit-{WARD}")
     assert ward["role"] == "unit"
     assert ward["unit"] == WARD
@@ -138,7 +143,7 @@ def test_every_written_configuration_is_one_nats_server_accepts(tmp_path: Path) 
     configs = [
         folder / "nats-server.conf",
         *sorted((folder / "cluster").glob("node-*.conf")),
-        folder / "leaf" / "ward.conf",
+        folder / "leaf" / f"{WARD}.conf",
     ]
     assert len(configs) == 5
     for config in configs:
@@ -177,6 +182,7 @@ def test_a_larger_registry_adds_parties_and_keeps_every_key_and_rotate_replaces_
         f"province-{PROVINCE}",
         f"unit-{CITY}",
         f"unit-{WARD}",
+        f"site-{WARD}",
     }
     seeds = {p.name: (folder / p.credentials).read_text() for p in _parties(folder)}
 
@@ -598,3 +604,49 @@ def test_serve_runs_the_embedded_server_with_security_on_as_the_gateway_party(
         assert "refused these credentials" in capsys.readouterr().err
     finally:
         assert serve.stop() == 0
+
+
+async def test_a_wards_leaf_node_carries_its_desks_submissions_and_nothing_more(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "security"
+    site_port = free_port()
+    init(
+        folder,
+        Registry.load(),
+        Layout(
+            listen_host="127.0.0.1", port=free_port(), leaf_port=free_port(), site_port=site_port
+        ),
+    )
+    leaf = folder / "leaf" / f"{WARD}.conf"
+    with (
+        NatsServer(folder / "data", config_file=folder / "nats-server.conf") as city,
+        NatsServer(folder / "data-ward", config_file=leaf) as ward,
+    ):
+        deployment = SecureDeployment(folder, city, tls=False)
+        service = Gateway(deployment.settings("gateway"), StreamSettings(), Registry.load())
+        await service.start()
+        try:
+            at_the_ward = NatsSettings.from_env(ward.url, creds=deployment.creds(f"unit-{WARD}"))
+            desk = await connection.connect(at_the_ward, service=False)
+
+            async def reaches_the_gateway() -> bool:  # the leaf connection and its interest
+                try:
+                    await desk.request(f"onestop.submit.{WARD}", b"[]", timeout=1)
+                except nats.errors.Error:
+                    return False
+                return True
+
+            try:
+                await until(reaches_the_gateway, what="the ward's leaf connection")
+                # The leaf connection's own rights on the city's server stop what the ward's
+                # server would let through: an event put straight on the log's subject.
+                await desk.publish(f"onestop.events.{WARD}.dossier.HS-X", b"{}")
+                replies = await submit(desk, WARD, [ev.received("HS-1")])
+                assert replies[0]["ok"], replies
+            finally:
+                await desk.close()
+            async with deployment.party("operator") as operator:
+                assert await log_size(operator.client) == 1
+        finally:
+            await service.stop()
