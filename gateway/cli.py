@@ -173,7 +173,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _command_nats(args: argparse.Namespace) -> NatsSettings:
-    """A one-shot command's settings: the URL given, else the embedded server's port."""
+    """A one-shot command's settings: the URL given, else the embedded server's port. Called
+    as a command starts: permission refusals heard before are not this command's."""
+    connection.PERMISSION_DENIED.clear()
+    return _settings_of(args)
+
+
+def _settings_of(args: argparse.Namespace) -> NatsSettings:
     settings = _nats(args)
     if not settings.servers:
         settings = _nats(args, f"nats://127.0.0.1:{EMBEDDED_PORT}")
@@ -353,7 +359,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(run())
     except (nats.errors.Error, Unavailable, OSError) as e:
-        if (denied := failures.one_line(e, settings)) is not None:
+        if (denied := failures.permission_line(settings)) is not None:
             print(denied, file=sys.stderr)
             return 2
         where = ", ".join(settings.servers)
@@ -512,7 +518,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if partial is not None:
             partial.unlink(missing_ok=True)
         writing = isinstance(e, OSError) and not isinstance(e, TimeoutError | nats.errors.Error)
-        if not writing and (line := failures.one_line(e, settings)) is not None:
+        if not writing and (line := failures.permission_line(settings)) is not None:
             print(line, file=sys.stderr)
             return 2
         where = ", ".join(settings.servers)
@@ -536,25 +542,25 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_security_init(args: argparse.Namespace) -> int:
     from gateway.security import Layout, init
 
-    result = init(
-        args.dir,
-        _registry(args),
-        Layout(
-            hosts=tuple(args.host),
-            port=args.port,
-            leaf_port=args.leaf_port,
-            cluster_port=args.cluster_port,
-            tls=args.tls,
-            store_dir=args.store_dir,
-        ),
-        rotate=tuple(args.rotate),
+    layout = Layout(
+        hosts=tuple(args.host),
+        port=args.port,
+        leaf_port=args.leaf_port,
+        cluster_port=args.cluster_port,
+        tls=args.tls,
+        store_dir=args.store_dir,
     )
+    try:
+        result = init(args.dir, _registry(args), layout, rotate=tuple(args.rotate))
+    except OSError as e:
+        print(f"cannot write {args.dir}: {e.strerror or e}", file=sys.stderr)
+        return 2
     print(
         f"{args.dir}: {len(result.added)} parties added, {len(result.kept)} kept, "
         f"{len(result.rotated)} rotated ({', '.join(result.rotated) or 'none'})"
     )
     print(f"run the server with: nats-server -c {args.dir / 'nats-server.conf'}")
-    print(f"serve as the gateway with: lienthong serve --creds {args.dir / 'creds/gateway.nk'}")
+    print(f"serve as the gateway with: lienthong serve --security {args.dir}")
     return 0
 
 
@@ -802,14 +808,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser().parse_args(argv)
     logs.configure(args.log_level)
-    connection.PERMISSION_DENIED.clear()  # this command's refusals only
     try:
         code: int = args.run(args)
     except (PartiesError, RegistryError) as e:
         print(e, file=sys.stderr)
         return 2
     except Exception as e:
-        line = failures.one_line(e, _command_nats(args))
+        line = failures.one_line(e, _settings_of(args))
         if line is None:
             raise
         print(line, file=sys.stderr)

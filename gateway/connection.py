@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,13 @@ from faststream.nats import NatsBroker
 from faststream.security import BaseSecurity, SASLPlaintext
 from nats.aio.client import Client
 
+from gateway import logs
 from gateway.settings import NatsSettings
 
-PERMISSION_DENIED: list[str] = []
-"""The server's permission violations seen by this process's connections, newest last: a
-refused publish or subscribe is reported only asynchronously, so a command that then times out
-can say which right it lacked (gateway.cli)."""
+PERMISSION_DENIED: deque[str] = deque(maxlen=64)
+"""The server's latest permission violations seen by this process's connections, newest last:
+a refused publish or subscribe is reported only asynchronously, so a command that then times
+out can say which right it lacked (gateway.cli)."""
 
 
 def _tls(settings: NatsSettings) -> ssl.SSLContext | None:
@@ -80,6 +82,10 @@ async def connect(
     async def note(error: Exception) -> None:  # nats-py prints tracebacks by default
         if "permissions violation" in str(error).lower():
             PERMISSION_DENIED.append(str(error).removeprefix("nats: "))
+            if service:  # a service's missing right is a misconfiguration to see in its logs
+                logs.get("lienthong.nats").warning(
+                    "nats.permission_denied", party=settings.party, error=PERMISSION_DENIED[-1]
+                )
             if on_denied is not None:
                 on_denied(PERMISSION_DENIED[-1])
 

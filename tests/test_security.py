@@ -55,6 +55,7 @@ def _logs_unbound() -> Iterator[None]:
     """`cli.main` binds the logs to the stderr of its moment (pytest's capture of one test)."""
     yield
     structlog.reset_defaults()
+    connection.PERMISSION_DENIED.clear()  # this process's refusals: not the next test's
 
 
 @pytest.fixture
