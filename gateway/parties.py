@@ -21,11 +21,7 @@ import msgspec
 
 from gateway.registry import Level, Registry
 from gateway.streams import (
-    EVENT_IDS_STREAM,
-    EVENTS_STREAM,
     OPERATIONS_PREFIX,
-    OPERATIONS_STREAM,
-    OUTBOX_STREAM,
     REPORTS_STREAM,
     SEALS_STREAM,
 )
@@ -104,24 +100,20 @@ def _inbox(party: str) -> str:
     return f"{inbox_prefix(party)}.>"
 
 
-def _read_stream(stream: str, *, consumers: bool = True) -> list[str]:
-    """Info, direct gets and (with `consumers`) ephemeral consumers of one stream.
+def _read_stream(stream: str) -> list[str]:
+    """Info, direct gets and ephemeral consumers of one stream.
 
     `$JS.API.CONSUMER.CREATE.<stream>` with no further token is the ephemeral form: the server
     refuses a durable name on it, so this grants no durable consumer. `$JS.FC.<stream>.>` is
     where an ordered consumer answers the server's flow control."""
-    subjects = [
+    return [
         f"{API}.STREAM.INFO.{stream}",
         f"{API}.DIRECT.GET.{stream}",
         f"{API}.DIRECT.GET.{stream}.>",
+        f"{API}.CONSUMER.CREATE.{stream}",
+        f"{API}.CONSUMER.INFO.{stream}.*",
+        f"$JS.FC.{stream}.>",
     ]
-    if consumers:
-        subjects += [
-            f"{API}.CONSUMER.CREATE.{stream}",
-            f"{API}.CONSUMER.INFO.{stream}.*",
-            f"$JS.FC.{stream}.>",
-        ]
-    return subjects
 
 
 def _below(registry: Registry, code: str) -> list[str]:
@@ -140,28 +132,26 @@ def unit_permissions(registry: Registry, unit: str, party: str) -> Permissions:
 
 
 def province_permissions(registry: Registry, province: str, party: str) -> Permissions:
-    units = [u for u in _below(registry, province) if u != province]
+    """Direct gets of its own units' reports only; its ordered consumers on ONESTOP_REPORTS
+    see the whole stream (a consumer's filter is in the request's body, which no permission
+    reads), so a deployment serves one province."""
+    below = _below(registry, province)
+    units = [u for u in below if u != province]
     return Permissions(
         publish=(
             f"{API}.INFO",
             f"{API}.STREAM.NAMES",
-            *_read_stream(REPORTS_STREAM),
+            f"{API}.STREAM.INFO.{REPORTS_STREAM}",
+            *(f"{API}.DIRECT.GET.{REPORTS_STREAM}.{REPORTS_PREFIX}.{u}.*" for u in below),
+            f"{API}.CONSUMER.CREATE.{REPORTS_STREAM}",
+            f"{API}.CONSUMER.INFO.{REPORTS_STREAM}.*",
+            f"$JS.FC.{REPORTS_STREAM}.>",
             *_read_stream(SEALS_STREAM),
             *(f"{INBOUND_PREFIX}.{u}" for u in units),
         ),
         subscribe=(_inbox(party), f"province.{province}.inbox.>"),
         allow_responses=True,
     )
-
-
-READ_ONLY_STREAMS = (
-    EVENTS_STREAM,
-    REPORTS_STREAM,
-    EVENT_IDS_STREAM,
-    OUTBOX_STREAM,
-    SEALS_STREAM,
-    OPERATIONS_STREAM,
-)
 
 
 def operator_permissions(party: str) -> Permissions:

@@ -390,6 +390,7 @@ async def test_the_province_reads_reports_and_seals_and_writes_no_stream(
             "onestop.seals",
             f"onestop.outbox.{WARD}.x",
             f"{API}.DIRECT.GET.{EVENTS_STREAM}",
+            f"{API}.DIRECT.GET.{REPORTS_STREAM}.onestop.reports.99.2021-04",  # not its unit
             f"{API}.STREAM.DELETE.{REPORTS_STREAM}",
             f"{API}.STREAM.PURGE.{SEALS_STREAM}",
             f"{API}.STREAM.UPDATE.{REPORTS_STREAM}",
