@@ -100,7 +100,9 @@ async def connect(
     except BaseException as e:
         # A refused connection's socket is left open (credentials refused, a wrong CA): close
         # it, or it lingers until garbage collection.
-        with contextlib.suppress(TimeoutError):
+        # Closing what never connected may itself fail in older nats-py (2.14 asserts or trips
+        # on a missing transport): the connection is gone either way, the first error counts.
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(client.close(), CLOSE_BOUND)
         if isinstance(e, TimeoutError):
             raise ConnectionStalled(
@@ -119,30 +121,37 @@ class ConnectionStalled(nats.errors.Error):
     """The first connection neither completed nor failed in time (a TLS certificate refused)."""
 
 
+def _security_class(name: str) -> Any:
+    """`faststream.nats.security.<name>`, or None where this faststream has no such class
+    (the NKey, credentials and token objects are newer than faststream 0.7.6)."""
+    import faststream.nats.security
+
+    return getattr(faststream.nats.security, name, None)
+
+
 def _broker_security(settings: NatsSettings) -> tuple[BaseSecurity | None, dict[str, Any]]:
     """faststream takes credentials and TLS as a `security` object (faststream 0.7.8 warns on
-    the plain arguments); older releases have no NKey or credentials objects and take those
-    as nats-py's own arguments."""
+    the plain arguments); older releases have no NKey, credentials or token objects and take
+    those as nats-py's own arguments."""
     tls = _tls(settings)
+    plain = BaseSecurity(ssl_context=tls) if tls else None
     if settings.creds_file is not None:
         seed = is_nkey_seed(settings.creds_file)
-        try:
-            from faststream.nats.security import NatsCredentials, NatsNKey
-        except ImportError:  # faststream < 0.7.8
+        kind = _security_class("NatsNKey" if seed else "NatsCredentials")
+        if kind is None:
             key = "nkeys_seed" if seed else "user_credentials"
-            return (BaseSecurity(ssl_context=tls) if tls else None), {key: str(settings.creds_file)}
-        if seed:
-            return NatsNKey(settings.creds_file, ssl_context=tls), {}
-        return NatsCredentials(str(settings.creds_file), ssl_context=tls), {}
+            return plain, {key: str(settings.creds_file)}
+        security: BaseSecurity = kind(str(settings.creds_file), ssl_context=tls)
+        return security, {}
     if settings.user is not None:
         return SASLPlaintext(settings.user, settings.password or "", ssl_context=tls), {}
     if settings.token is not None:
-        try:
-            from faststream.nats.security import NatsToken
-        except ImportError:  # faststream < 0.7.8
-            return (BaseSecurity(ssl_context=tls) if tls else None), {"token": settings.token}
-        return NatsToken(settings.token, ssl_context=tls), {}
-    return (BaseSecurity(ssl_context=tls) if tls else None), {}
+        kind = _security_class("NatsToken")
+        if kind is None:
+            return plain, {"token": settings.token}
+        token: BaseSecurity = kind(settings.token, ssl_context=tls)
+        return token, {}
+    return plain, {}
 
 
 def broker(settings: NatsSettings) -> NatsBroker:

@@ -153,7 +153,8 @@ def _party(folder: Path, grant: Grant, rotate: bool, tls: bool) -> Party:
     relative = f"creds/{grant.name}.password" if site else f"creds/{grant.name}.nk"
     path = folder / relative
     if rotate or not path.exists():
-        _private(path, (secrets.token_urlsafe(32) if site else _new_seed()) + "\n")
+        # The seed alone, no newline: nats-py before 2.16 reads the whole file as the seed.
+        _private(path, secrets.token_urlsafe(32) if site else _new_seed())
     client_tls = None
     if tls:
         cert, key = certificates.make_client_cert(folder / "tls", grant.name, renew=rotate)
