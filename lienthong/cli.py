@@ -8,7 +8,7 @@ import contextlib
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -21,7 +21,7 @@ from dashboard.settings import DashboardSettings
 from gateway.refusals import Unavailable
 from lienthong import environment, logs, personal_commands
 from lienthong.client import submit_all
-from lienthong.command_errors import USAGE_EXIT, CommandError, denied, explain
+from lienthong.command_errors import USAGE_EXIT, CommandError, denied, explain, permission_line
 from lienthong.docs import asyncapi, json_schema, render
 from lienthong.node import ROLES, Node
 from lienthong.progress import Progress
@@ -38,8 +38,13 @@ if TYPE_CHECKING:
 from schemas.replies import Accepted, Refused
 
 
-def _nats(args: argparse.Namespace) -> NatsSettings:
-    return environment.nats_settings(getattr(args, "nats_url", None))
+def _nats(args: argparse.Namespace, url: str | None = None) -> NatsSettings:
+    """Flags first (--nats-url, --creds, --tls-ca), then `LIENTHONG_NATS_*`."""
+    return environment.nats_settings(
+        url or getattr(args, "nats_url", None),
+        creds=getattr(args, "creds", None),
+        tls_ca=getattr(args, "tls_ca", None),
+    )
 
 
 def _registry(args: argparse.Namespace) -> Registry:
@@ -67,11 +72,14 @@ def _period(text: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _connected(settings: NatsSettings) -> AsyncIterator[Client]:
+async def _connected(
+    settings: NatsSettings, on_denied: Callable[[str], None] | None = None
+) -> AsyncIterator[Client]:
     """A one-shot command's connection, closed however the command ends. A request that timed
     out because the server refused it a right is said as that refusal: nats-py reports
-    permission violations on the side (`last_error`), and the request only times out."""
-    client = await connection.connect(settings, service=False)
+    permission violations on the side (`last_error`, and `on_denied` as they come), and the
+    request only times out."""
+    client = await connection.connect(settings, service=False, on_denied=on_denied)
     try:
         yield client
     except (TimeoutError, nats.errors.Error, LogUnavailable, Unavailable) as e:
@@ -86,10 +94,8 @@ def _said_if_denied(
 ) -> None:
     """CommandError if NATS refused this connection a right (what timed out was refused)."""
     if denied(client.last_error):
-        raise CommandError(
-            f"permission denied by NATS at {', '.join(settings.servers)}: "
-            f"{client.last_error}; ask the operator for the right"
-        ) from cause
+        assert client.last_error is not None
+        raise CommandError(permission_line(settings.party, client.last_error)) from cause
 
 
 async def _reachable(settings: NatsSettings) -> None:
@@ -156,14 +162,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         await node.stop()
         return 0
 
+    settings, config_file = _nats(args), None
+    if args.security is not None:  # the embedded server with security init's configuration
+        config_file = args.security / "nats-server.conf"
+        if not config_file.exists():
+            raise CommandError(
+                f"{config_file} not found: run `lienthong security init {args.security}`"
+            )
+        ca = args.security / "tls" / "ca.pem"
+        settings = environment.nats_settings(
+            getattr(args, "nats_url", None),
+            creds=args.creds or args.security / "creds" / "gateway.nk",
+            tls_ca=args.tls_ca or (ca if ca.exists() else None),
+        )
     store = environment.data_home() / "nats"
     with nats_available(
-        _nats(args),
+        settings,
         store_dir=store,
         port=args.port,
         name=embedded.name,
         domain=embedded.domain,
         extra_config=embedded.extra_config,
+        config_file=config_file,
     ) as settings:
         return asyncio.run(serve(settings))
 
@@ -225,25 +245,37 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise CommandError(f"--batch {args.batch}: give a number of events of 1 or more")
     data = Path(args.file).read_bytes().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM
     lines = [(n, line.strip()) for n, line in enumerate(data.split(b"\n"), 1) if line.strip()]
-    settings = _nats(args)
-    if not settings.servers:
-        settings = environment.nats_settings(f"nats://127.0.0.1:{EMBEDDED_PORT}")
+    settings = _command_nats(args)
 
     async def submit() -> int:
-        async with _connected(settings) as client:
+        # A request the party may not make is never answered: stop at the server's refusal
+        # rather than wait out the time-out.
+        refused_right = asyncio.Event()
+        async with _connected(settings, on_denied=lambda _: refused_right.set()) as client:
             progress = Progress(len(lines), f"submitting as {args.unit}")
-            try:
-                replies = await submit_all(
+            submitting = asyncio.ensure_future(  # noqa: RUF006 (awaited or cancelled below)
+                submit_all(
                     client,
                     args.unit,
                     [line for _, line in lines],
                     batch_size=args.batch,
                     on_progress=progress.advance,
                 )
+            )
+            refusal = asyncio.ensure_future(refused_right.wait())
+            try:
+                await asyncio.wait({submitting, refusal}, return_when=asyncio.FIRST_COMPLETED)
+                if not submitting.done():
+                    submitting.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await submitting
                 _said_if_denied(client, settings)
+                replies = submitting.result()
             except BaseException:
                 progress.abandon()
                 raise
+            finally:
+                refusal.cancel()
             progress.close()
         accepted = [r for r in replies if isinstance(r, Accepted)]
         refused = [
@@ -299,10 +331,16 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _command_nats(args: argparse.Namespace) -> NatsSettings:
-    """A one-shot command's settings: the URL given, else the embedded server's port."""
+    """A one-shot command's settings: the URL given, else the embedded server's port. Called
+    as a command starts: permission refusals heard before are not this command's."""
+    connection.PERMISSION_DENIED.clear()
+    return _settings_of(args)
+
+
+def _settings_of(args: argparse.Namespace) -> NatsSettings:
     settings = _nats(args)
     if not settings.servers:
-        settings = environment.nats_settings(f"nats://127.0.0.1:{EMBEDDED_PORT}")
+        settings = _nats(args, f"nats://127.0.0.1:{EMBEDDED_PORT}")
     return settings
 
 
@@ -507,10 +545,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
             client = await stack.enter_async_context(_connected(settings))
             witness: Client | None = None
             if args.witness:
+                # The province's server is not the city's: none of the city's settings apply.
+                province = (
+                    NatsSettings(servers=(args.witness,))
+                    if args.witness_creds is None
+                    else environment.nats_settings(args.witness, creds=args.witness_creds)
+                )
                 try:
-                    witness = await stack.enter_async_context(
-                        _connected(NatsSettings(servers=(args.witness,)))
-                    )
+                    witness = await stack.enter_async_context(_connected(province))
                 except (nats.errors.Error, OSError) as e:
                     raise CommandError(
                         f"cannot reach the witness at {args.witness}: check --witness"
@@ -662,12 +704,37 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_security_init(args: argparse.Namespace) -> int:
+    from lienthong.security import Layout, init
+
+    layout = Layout(
+        hosts=tuple(args.host),
+        port=args.port,
+        leaf_port=args.leaf_port,
+        cluster_port=args.cluster_port,
+        tls=args.tls,
+        store_dir=args.store_dir,
+    )
+    try:
+        result = init(args.dir, _registry(args), layout, rotate=tuple(args.rotate))
+    except OSError as e:
+        print(f"cannot write {args.dir}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.dir}: {len(result.added)} parties added, {len(result.kept)} kept, "
+        f"{len(result.rotated)} rotated ({', '.join(result.rotated) or 'none'})"
+    )
+    print(f"run the server with: nats-server -c {args.dir / 'nats-server.conf'}")
+    print(f"serve as the gateway with: lienthong serve --security {args.dir}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from lienthong.demo import month as demo
 
     if args.log_level == "info":  # the demo's story is its printed output, not the batch logs
         logs.configure("warning")
-    return demo.main(seed=args.seed, keep=args.keep, dashboard=args.dashboard)
+    return demo.main(seed=args.seed, keep=args.keep, dashboard=args.dashboard, secure=args.secure)
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -701,6 +768,20 @@ def parser() -> argparse.ArgumentParser:
             help="NATS server URL(s), comma-separated (default: $LIENTHONG_NATS_URL, "
             "else an embedded nats-server)",
         )
+        sp.add_argument(
+            "--creds",
+            type=Path,
+            metavar="FILE",
+            help="the party's credentials: its NKey seed file from `security init` (its inbox "
+            "prefix is read from the parties.json beside it) or a .creds file "
+            "(default: $LIENTHONG_NATS_CREDS)",
+        )
+        sp.add_argument(
+            "--tls-ca",
+            type=Path,
+            metavar="FILE",
+            help="CA certificate to verify the server with (default: $LIENTHONG_NATS_TLS_CA)",
+        )
 
     def dashboard_options(sp: argparse.ArgumentParser, port: str = "--dashboard-port") -> None:
         sp.add_argument(
@@ -719,6 +800,13 @@ def parser() -> argparse.ArgumentParser:
     nats_url(serve)
     serve.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
     serve.add_argument("--port", type=int, default=EMBEDDED_PORT, help="embedded server's port")
+    serve.add_argument(
+        "--security",
+        type=Path,
+        metavar="DIR",
+        help="run the embedded server with `security init DIR`'s configuration (no anonymous "
+        "access, every party's rights) and serve as its gateway party",
+    )
     serve.add_argument(
         "--roles",
         default="gateway,projector,forwarder,sealer,sites",
@@ -802,6 +890,12 @@ def parser() -> argparse.ArgumentParser:
         help="at the end, keep serving the dashboard on the demo's data (port 8080 by default) "
         "until Ctrl-C",
     )
+    demo.add_argument(
+        "--secure",
+        action="store_true",
+        help="with security on: security init's configuration, every unit, the province and "
+        "the gateway on its own key",
+    )
     demo.set_defaults(run=cmd_demo)
 
     history = sub.add_parser("history", help="one dossier's events and interconnection records")
@@ -851,6 +945,12 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--witness-stream", help="the copy's stream name (default: ONESTOP_SEALS_WITNESS)"
     )
+    verify.add_argument(
+        "--witness-creds",
+        type=Path,
+        metavar="FILE",
+        help="credentials on the province's server (a key of its own security init)",
+    )
     nats_url(verify)
     verify.set_defaults(run=cmd_verify)
 
@@ -881,6 +981,41 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
     nats_url(export)
     export.set_defaults(run=cmd_export)
+
+    security = sub.add_parser("security", help="credentials and authorization for NATS")
+    security_sub = security.add_subparsers(dest="security_command", required=True)
+    init = security_sub.add_parser(
+        "init",
+        help="write the server's configuration, one NKey per party, parties.json (and TLS)",
+        description="Write into DIR everything a deployment needs to run with least privilege: "
+        "nats-server.conf (runnable as is), cluster node and ward leaf-node configurations, "
+        "one credential file per party and parties.json. Run again with a larger registry to "
+        "add parties; existing keys are kept.",
+    )
+    init.add_argument("dir", type=Path, metavar="DIR")
+    init.add_argument("--registry", type=Path, help="unit registry JSON (default: Quy Nhơn)")
+    init.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name clients reach the server by (certificate names; with two or more, the "
+        "cluster's nodes); repeatable",
+    )
+    init.add_argument("--tls", action="store_true", help="a CA, a server certificate, TLS on")
+    init.add_argument(
+        "--rotate", action="append", default=[], metavar="PARTY", help="replace this party's key"
+    )
+    init.add_argument("--port", type=int, default=4222, help="client port (default: 4222)")
+    init.add_argument("--leaf-port", type=int, default=7422, help="leaf-node port (7422)")
+    init.add_argument("--cluster-port", type=int, default=6222, help="route port (6222)")
+    init.add_argument(
+        "--store-dir",
+        type=Path,
+        help="where the servers keep JetStream's files (default: DIR/data; e.g. "
+        "/var/lib/lienthong/nats on the nodes)",
+    )
+    init.set_defaults(run=cmd_security_init)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the contract")
     schema.add_argument("--asyncapi", action="store_true", help="the AsyncAPI document instead")

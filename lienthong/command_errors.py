@@ -9,6 +9,8 @@ Anything else is a bug, and keeps its traceback.
 from __future__ import annotations
 
 import asyncio
+import re
+import ssl
 from collections.abc import Sequence
 
 import nats.errors
@@ -16,6 +18,8 @@ import nats.js.errors
 
 from gateway.refusals import Unavailable
 from lienthong.environment import SettingsError
+from lienthong.parties import PartiesError
+from lienthong.security import SecurityError
 from plumbing.errors import LogUnavailable
 from schemas.registry import RegistryError
 
@@ -34,9 +38,70 @@ def _leaves(error: BaseException) -> list[BaseException]:
 
 
 def denied(error: BaseException | str | None) -> bool:
-    """Whether NATS refused a right (a permissions violation), as nats-py words it."""
+    """Whether NATS refused a right (a permissions violation), as nats-py words it; refused
+    credentials (an authorization violation) are not a missing right."""
     text = str(error).lower() if error is not None else ""
-    return "permission" in text or "authorization" in text
+    return "permission" in text
+
+
+_VIOLATION = re.compile(
+    r"permissions violation for (publish|subscription) to \"?([^\"']+)\"?", re.IGNORECASE
+)
+_API_WORDS = frozenset(
+    [
+        "js",
+        "api",
+        "kv",
+        "o",
+        "stream",
+        "consumer",
+        "info",
+        "create",
+        "durable",
+        "direct",
+        "get",
+        "names",
+        "list",
+        "msg",
+        "delete",
+        "purge",
+        "update",
+        "ack",
+        "fc",
+        "next",
+    ]
+)
+_BUCKET_STREAM = re.compile(r"(onestop|kv|obj)_[a-z0-9_]+")
+
+
+def _recase(subject: str) -> str:
+    """nats-py lowercases the server's error, subject and all; JetStream's own subjects are
+    upper case (`$JS.API.STREAM.INFO.ONESTOP_EVENTS`), so put theirs back for the reader."""
+    if not subject.startswith("$"):
+        return subject
+    tokens = subject.split(".")
+    for i, token in enumerate(tokens):
+        word = token.lstrip("$")
+        if word in _API_WORDS or _BUCKET_STREAM.fullmatch(word):
+            tokens[i] = token.upper()
+        elif i > 0:
+            break
+    return ".".join(tokens)
+
+
+def permission_line(party: str | None, violation: BaseException | str) -> str:
+    """The right a refused operation needed, and whose it was, in the operator's words."""
+    who = f"party {party}" if party else "these credentials"
+    text = str(violation)
+    if match := _VIOLATION.search(text):
+        verb = "publish to" if match.group(1).lower() == "publish" else "subscribe to"
+        what = f"{verb} {_recase(match.group(2).strip())}"
+    else:
+        what = text.removeprefix("nats: ")
+    return (
+        f"permission denied: {who} may not {what}; ask the operator for that right "
+        "(parties.json lists every party's)"
+    )
 
 
 def explain(error: BaseException, servers: Sequence[str]) -> str | None:
@@ -55,14 +120,23 @@ def _explain_one(error: BaseException, servers: Sequence[str]) -> str | None:
         "give the right --nats-url / LIENTHONG_NATS_URL"
     )
     match error:
-        case CommandError() | RegistryError():
+        case CommandError() | RegistryError() | PartiesError() | SecurityError():
             return str(error)
+        case ssl.SSLError():
+            return (
+                f"TLS with NATS at {where} failed ({error.reason or error}): check --tls-ca / "
+                "LIENTHONG_NATS_TLS_CA and the party's certificate"
+            )
         case SettingsError():
             return f"the setting {error} (unset it, or give a value of that type)"
-        case nats.errors.AuthorizationError():
+        case nats.errors.AuthorizationError() | nats.errors.Error() if (
+            isinstance(error, nats.errors.AuthorizationError)
+            or "authorization violation" in str(error).lower()
+        ):
             return (
-                f"NATS at {where} refused these credentials: check LIENTHONG_NATS_CREDS "
-                "(or the user, password or token settings)"
+                f"NATS at {where} refused these credentials: give --creds FILE, a party's key "
+                "from `lienthong security init` (or $LIENTHONG_NATS_CREDS; or the user, "
+                "password or token settings)"
             )
         case nats.js.errors.NotFoundError():
             what = error.description or "not found"

@@ -55,6 +55,7 @@ class NatsServer:
         cluster: tuple[int, list[int]] | None = None,
         extra_config: str = "",
         domain: str | None = None,
+        config_file: Path | None = None,
     ) -> None:
         self.store_dir = store_dir
         self.name = name
@@ -62,6 +63,8 @@ class NatsServer:
         self._cluster = cluster
         self._extra = extra_config
         self._domain = domain
+        self._config_file = config_file
+        """A configuration written elsewhere (`lienthong security init`), run as it is."""
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
         self._log: list[str] = []
@@ -90,8 +93,9 @@ class NatsServer:
 
     def start(self, timeout: float = 20.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        conf = self.store_dir / "nats-server.conf"
-        conf.write_text(self.config())
+        conf = self._config_file or self.store_dir / "nats-server.conf"
+        if self._config_file is None:
+            conf.write_text(self.config())
         self._log = []
         self._process = subprocess.Popen(
             [str(find_nats_server()), "-c", str(conf)],

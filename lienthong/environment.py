@@ -39,6 +39,7 @@ def data_home() -> Path:
 NATS_VARIABLES = {
     "LIENTHONG_NATS_URL": "servers",
     "LIENTHONG_NATS_CREDS": "creds_file",
+    "LIENTHONG_NATS_INBOX_PREFIX": "inbox_prefix",
     "LIENTHONG_NATS_TLS_CA": "tls_ca",
     "LIENTHONG_NATS_TLS_CERT": "tls_cert",
     "LIENTHONG_NATS_TLS_KEY": "tls_key",
@@ -104,12 +105,36 @@ def _is_tuple(type_: Any) -> bool:
     return getattr(type_, "__origin__", None) is tuple or type_ is tuple
 
 
-def nats_settings(servers: str | None = None) -> NatsSettings:
-    """From `LIENTHONG_NATS_*`; `servers`, a flag's value, comes before the variable."""
+def nats_settings(
+    servers: str | None = None, *, creds: Path | None = None, tls_ca: Path | None = None
+) -> NatsSettings:
+    """Flags first (`servers`, `creds`, `tls_ca`), then `LIENTHONG_NATS_*`; a party's name, inbox
+    prefix and TLS files come from the `parties.json` beside its credentials unless given."""
+    from lienthong.parties import find_party
+
     settings = read(NatsSettings, NATS_VARIABLES)
     if servers:
         settings = msgspec.structs.replace(settings, servers=_split(servers))
-    return settings
+    if creds is not None:
+        settings = msgspec.structs.replace(settings, creds_file=creds)
+    if tls_ca is not None:
+        settings = msgspec.structs.replace(settings, tls_ca=tls_ca)
+    found = find_party(settings.creds_file) if settings.creds_file is not None else None
+    if found is None:
+        return settings
+    party, tls = found.party, found.party.tls
+
+    def party_path(relative: str | None) -> Path | None:
+        return found.path(relative) if relative else None
+
+    return msgspec.structs.replace(
+        settings,
+        party=party.name,
+        inbox_prefix=settings.inbox_prefix or party.inbox_prefix,
+        tls_ca=settings.tls_ca or party_path(tls.ca if tls else None),
+        tls_cert=settings.tls_cert or party_path(tls.cert if tls else None),
+        tls_key=settings.tls_key or party_path(tls.key if tls else None),
+    )
 
 
 def stream_settings() -> StreamSettings:

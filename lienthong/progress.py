@@ -36,9 +36,11 @@ class Progress:
             sys.stderr.write("\n")
             sys.stderr.flush()
 
-    def close(self) -> None:
+    def close(self, summary: bool = True) -> None:
+        """End the bar; `summary=False` when the run failed and its error says it all."""
         elapsed = time.monotonic() - self._started
         if self._tty:
             sys.stderr.write("\n")
-        sys.stderr.write(f"{self.label}: {self.done} in {elapsed:.1f} s\n")
+        if summary:
+            sys.stderr.write(f"{self.label}: {self.done} in {elapsed:.1f} s\n")
         sys.stderr.flush()

@@ -20,7 +20,14 @@ class NatsSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     servers: tuple[str, ...] = ()
     name: str = "lienthong"
-    creds_file: Path | None = None  # per-party credentials (a unit may speak only for itself)
+    creds_file: Path | None = None
+    """The party's credentials: an NKey seed file (`security init` writes one per party) or a
+    `.creds` file (user JWT and seed)."""
+    party: str | None = None
+    """The party's name in its `parties.json`, found from `creds_file`: for error messages."""
+    inbox_prefix: str | None = None
+    """The party's private inbox prefix (replies to its requests arrive only under it); found in
+    `parties.json` beside `creds_file` unless given."""
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,10 @@ from gateway.event_log import EventLog
 from gateway.intake import Intake
 from gateway.service import Gateway
 from gateway.submit import SubmitService
+from lienthong import environment
 from lienthong.embedded import NatsServer
+from lienthong.security import Layout, init
+from plumbing import connection
 from plumbing.errors import LogUnavailable
 from plumbing.headers import msg_id
 from plumbing.jetstream import JetStream, PubAck
@@ -313,6 +316,87 @@ async def answering(url: str, unit: str) -> bool:
             return replies == []
     except (nats.errors.Error, OSError):
         return False
+
+
+class SecureDeployment:
+    """`lienthong security init`'s folder and a nats-server running its nats-server.conf."""
+
+    def __init__(self, folder: Path, server: NatsServer, tls: bool) -> None:
+        self.folder = folder
+        self.server = server
+        self.tls = tls
+
+    def creds(self, party: str) -> Path:
+        return self.folder / "creds" / f"{party}.nk"
+
+    def settings(self, party: str, tls_ca: Path | None = None) -> NatsSettings:
+        """`party`'s settings, as `--creds` alone gives them (its inbox prefix found)."""
+        ca = tls_ca or (self.folder / "tls" / "ca.pem" if self.tls else None)
+        return environment.nats_settings(self.server.url, creds=self.creds(party), tls_ca=ca)
+
+    @contextlib.asynccontextmanager
+    async def party(self, name: str) -> AsyncIterator[PartyConnection]:
+        refused: list[str] = []
+        client = await connection.connect(
+            self.settings(name), service=False, on_denied=refused.append
+        )
+        try:
+            yield PartyConnection(client, refused)
+        finally:
+            await client.close()
+
+
+class PartyConnection:
+    """One party's connection, with every permission violation the server reported to it.
+
+    The server reports a refused publish or subscribe asynchronously (an -ERR that may come
+    after the PONG of a flush), so a refusal is awaited until it arrives; what a party may do
+    is shown by doing it (a request answered, a message received), never by a refusal's absence.
+    """
+
+    def __init__(self, client: Client, refused: list[str]) -> None:
+        self.client = client
+        self.refused = refused
+
+    async def _refusal(self, verb: str, subject: str) -> bool:
+        wanted = f'permissions violation for {verb} to "{subject.lower()}"'
+        try:
+            await until(lambda: wanted in self.refused, timeout=REFUSAL_WAIT, what=wanted)
+        except AssertionError:
+            return False
+        return True
+
+    async def refused_publish(self, subject: str, payload: bytes = b"{}") -> bool:
+        """Whether the server refuses this party a publish on `subject`."""
+        await self.client.publish(subject, payload, reply=self.client.new_inbox())
+        await self.client.flush()
+        return await self._refusal("publish", subject)
+
+    async def refused_subscribe(self, subject: str) -> bool:
+        sub = await self.client.subscribe(subject)
+        await self.client.flush()
+        refused = await self._refusal("subscription", subject)
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
+        return refused
+
+
+REFUSAL_WAIT = 10.0
+"""How long a refusal the server owes may take to arrive before the test fails."""
+
+
+@contextlib.contextmanager
+def secure_deployment(
+    folder: Path, registry: Registry | None = None, *, tls: bool = False
+) -> Iterator[SecureDeployment]:
+    """A deployment as `security init` writes it, its server started from the written config."""
+    init(
+        folder,
+        registry or Registry.load(),
+        Layout(port=free_port(), leaf_port=free_port(), tls=tls),
+    )
+    with NatsServer(folder / "data", config_file=folder / "nats-server.conf") as server:
+        yield SecureDeployment(folder, server, tls)
 
 
 class LienthongProcess:

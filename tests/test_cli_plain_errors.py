@@ -35,9 +35,10 @@ NO_SERVER: dict[str, list[str]] = {
 }
 """Each command that talks to NATS, with arguments that are fine: only the server is missing."""
 
-NEEDS_NO_SERVER = {"demo", "schema", "site"}
+NEEDS_NO_SERVER = {"demo", "schema", "site", "security"}
 """The demo starts its own server; the schema is printed from the code; `site init` writes a
-file, and `site seed` needs a unit marked as a site (tests/test_site_commands.py)."""
+file, and `site seed` needs a unit marked as a site (tests/test_site_commands.py); `security
+init` writes files (tests/test_security.py)."""
 
 BAD_ARGUMENTS: list[tuple[str, list[str], str]] = [
     ("serve", ["--registry", "missing.json"], "cannot use missing.json"),
@@ -59,6 +60,7 @@ BAD_ARGUMENTS: list[tuple[str, list[str], str]] = [
     ("dashboard", ["--port", "eighty"], "invalid int value"),
     ("schema", ["--openapi"], "unrecognized arguments"),
     ("site", ["init", "99999"], "unit 99999 is not in the registry"),
+    ("security", ["init", "sec", "--rotate", "unit-99999"], "no party unit-99999 to rotate"),
     ("site", ["init", "21550"], "not marked as a site"),
     ("erase", ["--resolved-before", "2021-13-01"], "'2021-13-01' is not a date"),
     ("erase", ["--unit", "540", "--dossier", "x"], "needs a reason"),
@@ -142,7 +144,7 @@ def guarded(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
 
 
-RIGHTS_NEEDED = sorted(set(NO_SERVER) - {"serve", "province-sim"})
+RIGHTS_NEEDED = sorted(set(NO_SERVER) - {"serve", "province-sim", "dashboard"})
 """The one-shot commands; a service without its rights is the parties' issue's to say."""
 
 

@@ -25,12 +25,14 @@ from nats.aio.client import Client
 from consumers.reports import report_store
 from consumers.reports.projector import ProjectorSettings
 from consumers.reports.report_format import table, vn_number
+from lienthong import environment
 from lienthong.client import submit_all
 from lienthong.demo.province_sim import ProvinceSettings, ProvinceSimulator
 from lienthong.demo.traffic import generate
 from lienthong.embedded import NatsServer
 from lienthong.node import Node
 from lienthong.progress import Progress
+from lienthong.security import Layout, init
 from plumbing import connection
 from plumbing.jetstream import JetStream
 from plumbing.settings import NatsSettings, StreamSettings
@@ -111,16 +113,43 @@ async def serve_dashboard(settings: NatsSettings, registry: Registry, port: int)
         await board.stop()
 
 
-async def run_demo(store: Path, seed: int, dashboard: int | None = None) -> int:
+class Parties:
+    """Whose settings each part of the demo connects with: one for all, or with `--secure`
+    each party's own key from `security init`."""
+
+    def __init__(self, url: str, folder: Path | None) -> None:
+        self.url = url
+        self.folder = folder
+
+    def __call__(self, party: str) -> NatsSettings:
+        if self.folder is None:
+            return NatsSettings(servers=(self.url,))
+        return environment.nats_settings(self.url, creds=self.folder / "creds" / f"{party}.nk")
+
+
+def _server(store: Path, registry: Registry, secure: bool) -> NatsServer:
+    if not secure:
+        return NatsServer(store, name="lienthong-demo")
+    folder = store / "security"
+    init(folder, registry, Layout(listen_host="127.0.0.1", port=-1, leaf_port=-1))
+    print(f"security on: every party's key and rights in {folder} (parties.json)")
+    return NatsServer(store, config_file=folder / "nats-server.conf")
+
+
+async def run_demo(
+    store: Path, seed: int, dashboard: int | None = None, secure: bool = False
+) -> int:
     registry = Registry.load()
     traffic = generate(seed)
-    with NatsServer(store, name="lienthong-demo") as server:
+    with _server(store, registry, secure) as server:
         print(f"embedded nats-server with JetStream at {server.url}, data in {store}")
-        settings = NatsSettings(servers=(server.url,))
-        node = Node(settings, StreamSettings(), registry, ProjectorSettings(coalesce_seconds=0.5))
+        party = Parties(server.url, store / "security" if secure else None)
+        node = Node(
+            party("gateway"), StreamSettings(), registry, ProjectorSettings(coalesce_seconds=0.5)
+        )
         await node.start()
-        client = await connection.connect(settings, service=False)
-        province_client = await connection.connect(settings, service=False)
+        client = await connection.connect(party("operator"), service=False)
+        province_client = await connection.connect(party("province-52"), service=False)
         province = ProvinceSimulator(
             province_client, ProvinceSettings(province="52", supplement_every=SUPPLEMENT_EVERY)
         )
@@ -130,9 +159,16 @@ async def run_demo(store: Path, seed: int, dashboard: int | None = None) -> int:
         replies: list[Reply] = []
 
         async def unit_system(unit: str, events: list[bytes]) -> None:
-            replies.extend(
-                await submit_all(client, unit, events, batch_size=250, on_progress=progress.advance)
-            )
+            # Each desk's system on its own connection (and, secure, its own key).
+            own = await connection.connect(party(f"unit-{unit}"), service=False)
+            try:
+                replies.extend(
+                    await submit_all(
+                        own, unit, events, batch_size=250, on_progress=progress.advance
+                    )
+                )
+            finally:
+                await own.close()
 
         await asyncio.gather(*(unit_system(u, e) for u, e in traffic.events_by_unit.items()))
         progress.close()
@@ -150,7 +186,9 @@ async def run_demo(store: Path, seed: int, dashboard: int | None = None) -> int:
         await province.stop()
         await province_client.close()
 
-        js = JetStream(client, 5.0)
+        # The city reads its own report and its wards' (what its key allows, secure or not).
+        city_client = await connection.connect(party(f"unit-{CITY}"), service=False)
+        js = JetStream(city_client, 5.0)
         city = await report_store.current_report(js, CITY, PERIOD)
         if city is None:
             print(f"no report for {CITY} {PERIOD}", file=sys.stderr)
@@ -176,9 +214,10 @@ async def run_demo(store: Path, seed: int, dashboard: int | None = None) -> int:
                 f"  {n}. {registry[unit].name:<28} {vn_number(late, 'n'):>4} overdue "
                 f"of {vn_number(in_progress, 'n')} in progress"
             )
+        await city_client.close()
         await client.close()
         if dashboard is not None:
-            await serve_dashboard(settings, registry, dashboard)
+            await serve_dashboard(party("operator"), registry, dashboard)
         else:
             print(
                 "\nThe dashboard of these reports: `./dev demo --dashboard` keeps the demo "
@@ -189,8 +228,10 @@ async def run_demo(store: Path, seed: int, dashboard: int | None = None) -> int:
         return 1 if diff else 0
 
 
-def main(seed: int = 2021, keep: Path | None = None, dashboard: int | None = None) -> int:
+def main(
+    seed: int = 2021, keep: Path | None = None, dashboard: int | None = None, secure: bool = False
+) -> int:
     if keep is not None:
-        return asyncio.run(run_demo(keep, seed, dashboard))
+        return asyncio.run(run_demo(keep, seed, dashboard, secure))
     with tempfile.TemporaryDirectory(prefix="lienthong-demo-") as tmp:
-        return asyncio.run(run_demo(Path(tmp), seed, dashboard))
+        return asyncio.run(run_demo(Path(tmp), seed, dashboard, secure))
