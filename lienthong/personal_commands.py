@@ -19,9 +19,10 @@ from consumers.audit.erasure import erase as erase_dossier
 from consumers.audit.erasure import replay as replay_erasures
 from gateway.refusals import Unavailable
 from lienthong import environment
-from lienthong.command_errors import CommandError, denied
+from lienthong.command_errors import CommandError, denied, permission_line
 from plumbing import connection
 from plumbing.dossier_keys import DossierKeys, KeyStoreError
+from plumbing.errors import LogUnavailable
 from plumbing.jetstream import JetStream
 from plumbing.key_encryption import KekError
 from plumbing.settings import NatsSettings
@@ -38,13 +39,11 @@ def _run(settings: NatsSettings, work: Callable[[Client, DossierKeys], Awaitable
         try:
             await ensure_streams(client, environment.stream_settings())
             return await work(client, DossierKeys(JetStream(client, settings.request_timeout)))
-        except (TimeoutError, nats.errors.Error, JetStreamError, Unavailable) as e:
+        except (TimeoutError, nats.errors.Error, JetStreamError, LogUnavailable, Unavailable) as e:
             # nats-py reports a permission violation on the side; what timed out was refused.
             if denied(client.last_error):
-                raise CommandError(
-                    f"permission denied by NATS at {', '.join(settings.servers)}: "
-                    f"{client.last_error}; ask the operator for the right"
-                ) from e
+                assert client.last_error is not None
+                raise CommandError(permission_line(settings.party, client.last_error)) from e
             raise
         finally:
             await client.close()

@@ -664,3 +664,36 @@ async def test_a_wards_leaf_node_carries_its_desks_submissions_and_nothing_more(
                 assert await log_size(operator.client) == 1
         finally:
             await service.stop()
+
+
+def test_only_the_supervisor_reads_and_erases_personal_data(
+    deployment: SecureDeployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """#11 under the parties: the operator may neither open an applicant nor erase one."""
+    applicant = {"name": "Nguyễn Văn An", "id_number": "052099001234"}
+
+    async def fill() -> None:
+        service = Gateway(deployment.settings("gateway"), StreamSettings(), Registry.load())
+        await service.start()
+        try:
+            async with deployment.party(f"unit-{WARD}") as unit:
+                replies = await submit(
+                    unit.client, WARD, [ev.received("HS-P", applicant=applicant)]
+                )
+                assert replies[0]["ok"], replies
+        finally:
+            await service.stop()
+
+    asyncio.run(fill())
+    url = deployment.server.url
+    dossier = ["--unit", WARD, "--dossier", "HS-P"]
+    operator = ["--nats-url", url, "--creds", str(deployment.creds("operator"))]
+    supervisor = ["--nats-url", url, "--creds", str(deployment.creds("supervisor"))]
+    assert cli.main(["history", *dossier, "--show-personal-data", *operator]) == 2
+    assert said(capsys.readouterr().err)[0].startswith("permission denied: party operator")
+    assert cli.main(["erase", *dossier, "--reason", "asked", *operator]) == 2
+    assert said(capsys.readouterr().err)[0].startswith("permission denied: party operator")
+    assert cli.main(["history", *dossier, "--show-personal-data", *supervisor]) == 0
+    assert applicant["name"] in capsys.readouterr().out
+    assert cli.main(["erase", *dossier, "--reason", "asked", *supervisor]) == 0
+    capsys.readouterr()
