@@ -117,18 +117,30 @@ def seals_config(settings: StreamSettings) -> StreamConfig:
     )
 
 
-def operations_config(settings: StreamSettings) -> StreamConfig:
+def _record_stream(
+    settings: StreamSettings, name: str, description: str, subject: str
+) -> StreamConfig:
+    """A stream of audit records: replicated, read by subject, and never taken back through
+    the API (deletes and purges denied)."""
     return StreamConfig(
-        name=OPERATIONS_STREAM,
-        description="lienthong operator actions: who changed what, when (never unit events)",
-        subjects=[f"{OPERATIONS_PREFIX}.>"],
+        name=name,
+        description=description,
+        subjects=[subject],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         num_replicas=settings.replicas,
         allow_direct=True,
-        # An audit trail: nobody takes a record back through the API.
         deny_delete=True,
         deny_purge=True,
+    )
+
+
+def operations_config(settings: StreamSettings) -> StreamConfig:
+    return _record_stream(
+        settings,
+        OPERATIONS_STREAM,
+        "lienthong operator actions: who changed what, when (never unit events)",
+        f"{OPERATIONS_PREFIX}.>",
     )
 
 
@@ -152,30 +164,20 @@ def keys_config(settings: StreamSettings) -> StreamConfig:
 
 
 def erasures_config(settings: StreamSettings) -> StreamConfig:
-    return StreamConfig(
-        name=ERASURES_STREAM,
-        description="lienthong erasures of personal data: when, by whom, why",
-        subjects=[f"{ERASURES_PREFIX}.>"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        num_replicas=settings.replicas,
-        allow_direct=True,
-        deny_delete=True,
-        deny_purge=True,
+    return _record_stream(
+        settings,
+        ERASURES_STREAM,
+        "lienthong erasures of personal data: when, by whom, why",
+        f"{ERASURES_PREFIX}.>",
     )
 
 
 def disclosures_config(settings: StreamSettings) -> StreamConfig:
-    return StreamConfig(
-        name=DISCLOSURES_STREAM,
-        description="lienthong disclosures of personal data: who was shown which dossier, when",
-        subjects=[f"{DISCLOSURES_PREFIX}.>"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        num_replicas=settings.replicas,
-        allow_direct=True,
-        deny_delete=True,
-        deny_purge=True,
+    return _record_stream(
+        settings,
+        DISCLOSURES_STREAM,
+        "lienthong disclosures of personal data: who was shown which dossier, when",
+        f"{DISCLOSURES_PREFIX}.>",
     )
 
 
