@@ -16,16 +16,16 @@ in the registry hands the ward back to the city's gateway with its history and e
 from __future__ import annotations
 
 import msgspec
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from gateway.event_index import EventIndex
 from gateway.event_log import EventLog
 from gateway.intake import Candidate, Intake
 from gateway.site_catchup import candidate
-from plumbing import connection
 from plumbing.jetstream import Delivery, JetStream
 from plumbing.replay import replay
-from plumbing.settings import NatsSettings, StreamSettings
+from plumbing.settings import StreamSettings
 from plumbing.streams import provision
 from schemas.registry import Registry
 from schemas.replies import Accepted
@@ -40,38 +40,33 @@ class Copied(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def seed_site(
-    city: NatsSettings,
-    site_settings: NatsSettings,
+    city_client: Client,
+    site_client: Client,
     registry: Registry,
     site: str,
     streams: StreamSettings,
+    timeout: float,
 ) -> Copied:
     """Copy the events of the site's units from the city's log into the site's log."""
-    city_client = await connection.connect(city, service=False)
-    site_client = await connection.connect(site_settings, service=False)
-    try:
-        history: list[Candidate] = []
+    history: list[Candidate] = []
 
-        def take(_: Delivery, msg: Msg) -> bool:
-            unit = msg.subject.split(".")[2]
-            if unit in registry and registry.site_of(unit) == site:
-                history.append(candidate(msg))
-            return True
+    def take(_: Delivery, msg: Msg) -> bool:
+        unit = msg.subject.split(".")[2]
+        if unit in registry and registry.site_of(unit) == site:
+            history.append(candidate(msg))
+        return True
 
-        await replay(city_client, take)
-        await provision(site_client, streams)
-        js = JetStream(site_client, site_settings.request_timeout)
-        intake = Intake(EventLog(js), EventIndex(js))
-        stored = duplicates = refused = 0
-        for start in range(0, len(history), BATCH):
-            for reply in await intake.record(history[start : start + BATCH]):
-                if not isinstance(reply, Accepted):
-                    refused += 1
-                elif reply.duplicate:
-                    duplicates += 1
-                else:
-                    stored += 1
-        return Copied(stored=stored, duplicates=duplicates, refused=refused)
-    finally:
-        await site_client.close()
-        await city_client.close()
+    await replay(city_client, take)
+    await provision(site_client, streams)
+    js = JetStream(site_client, timeout)
+    intake = Intake(EventLog(js), EventIndex(js))
+    stored = duplicates = refused = 0
+    for start in range(0, len(history), BATCH):
+        for reply in await intake.record(history[start : start + BATCH]):
+            if not isinstance(reply, Accepted):
+                refused += 1
+            elif reply.duplicate:
+                duplicates += 1
+            else:
+                stored += 1
+    return Copied(stored=stored, duplicates=duplicates, refused=refused)

@@ -8,7 +8,6 @@ import contextlib
 import signal
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -21,11 +20,12 @@ from dashboard.settings import DashboardSettings
 from gateway.refusals import Unavailable
 from lienthong import environment, logs, personal_commands
 from lienthong.client import submit_all
-from lienthong.command_errors import USAGE_EXIT, CommandError, denied, explain, permission_line
+from lienthong.command_errors import USAGE_EXIT, CommandError, explain
 from lienthong.docs import asyncapi, json_schema, render
 from lienthong.node import ROLES, Node
 from lienthong.progress import Progress
 from lienthong.runtime import EMBEDDED_PORT, nats_available
+from lienthong.session import connected, said_if_denied
 from lienthong.site_commands import add_site_commands, add_site_options
 from plumbing import connection, key_encryption
 from plumbing.errors import LogUnavailable
@@ -71,37 +71,10 @@ def _period(text: str) -> str:
     return text
 
 
-@contextlib.asynccontextmanager
-async def _connected(
-    settings: NatsSettings, on_denied: Callable[[str], None] | None = None
-) -> AsyncIterator[Client]:
-    """A one-shot command's connection, closed however the command ends. A request that timed
-    out because the server refused it a right is said as that refusal: nats-py reports
-    permission violations on the side (`last_error`, and `on_denied` as they come), and the
-    request only times out."""
-    client = await connection.connect(settings, service=False, on_denied=on_denied)
-    try:
-        yield client
-    except (TimeoutError, nats.errors.Error, LogUnavailable, Unavailable) as e:
-        _said_if_denied(client, settings, e)
-        raise
-    finally:
-        await client.close()
-
-
-def _said_if_denied(
-    client: Client, settings: NatsSettings, cause: BaseException | None = None
-) -> None:
-    """CommandError if NATS refused this connection a right (what timed out was refused)."""
-    if denied(client.last_error):
-        assert client.last_error is not None
-        raise CommandError(permission_line(settings.party, client.last_error)) from cause
-
-
 async def _reachable(settings: NatsSettings) -> None:
     """Fail at once, in one line, when a service's NATS is not there at start: a service
     connection would wait for it for ever, and a wrong URL would look like a hang."""
-    async with _connected(settings):
+    async with connected(settings):
         pass
 
 
@@ -214,7 +187,7 @@ async def _start_dashboard(
         raise CommandError(f"cannot serve the dashboard: {e}") from e
     except (TimeoutError, nats.errors.Error, LogUnavailable, Unavailable) as e:
         if board.client is not None:  # what timed out may have been refused
-            _said_if_denied(board.client, settings, e)
+            said_if_denied(board.client, settings, e)
         raise
     print(f"dashboard at {board.url}/", file=sys.stderr)
     return board
@@ -251,7 +224,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         # A request the party may not make is never answered: stop at the server's refusal
         # rather than wait out the time-out.
         refused_right = asyncio.Event()
-        async with _connected(settings, on_denied=lambda _: refused_right.set()) as client:
+        async with connected(settings, on_denied=lambda _: refused_right.set()) as client:
             progress = Progress(len(lines), f"submitting as {args.unit}")
             submitting = asyncio.ensure_future(  # noqa: RUF006 (awaited or cancelled below)
                 submit_all(
@@ -269,7 +242,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                     submitting.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await submitting
-                _said_if_denied(client, settings)
+                said_if_denied(client, settings)
                 replies = submitting.result()
             except BaseException:
                 progress.abandon()
@@ -310,7 +283,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     _period(args.period)
 
     async def fetch() -> int:
-        async with _connected(settings) as client:
+        async with connected(settings) as client:
             found = await report_store.current_report(
                 JetStream(client, settings.request_timeout), args.unit, args.period
             )
@@ -355,7 +328,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     registry = _registry(args)
 
     async def status() -> int:
-        async with _connected(settings) as client:
+        async with connected(settings) as client:
             rows = await delivery_status(client)
             skips = await skipped(client)
             actions = await operator_actions(client)
@@ -390,7 +363,7 @@ def cmd_resume_delivery(args: argparse.Namespace) -> int:
     )
 
     async def resume() -> int:
-        async with _connected(settings) as client:
+        async with connected(settings) as client:
             operations = OperationsLog(client)
             await operations.ready()  # nothing is changed that could not be recorded
             resumed = await resume_parked(client, args.unit, args.dossier)
@@ -447,7 +420,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     _known_unit(_registry(args), args.unit)
 
     async def history() -> int:
-        async with _connected(settings) as client:
+        async with connected(settings) as client:
             lines = await dossier_history(client, args.unit, args.dossier)
         if not lines:
             print(f"unit {args.unit} has no dossier {args.dossier!r} in the log", file=sys.stderr)
@@ -483,7 +456,7 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         raise CommandError(str(e)) from e
 
     async def run() -> int:
-        async with _connected(settings) as client:
+        async with connected(settings) as client:
             progress = Progress(await last_seq(client), "replaying the log")
             try:
                 rebuilt = await rebuild(
@@ -542,7 +515,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         async with contextlib.AsyncExitStack() as stack:
-            client = await stack.enter_async_context(_connected(settings))
+            client = await stack.enter_async_context(connected(settings))
             witness: Client | None = None
             if args.witness:
                 # The province's server is not the city's: none of the city's settings apply.
@@ -552,7 +525,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     else environment.nats_settings(args.witness, creds=args.witness_creds)
                 )
                 try:
-                    witness = await stack.enter_async_context(_connected(province))
+                    witness = await stack.enter_async_context(connected(province))
                 except (nats.errors.Error, OSError) as e:
                     raise CommandError(
                         f"cannot reach the witness at {args.witness}: check --witness"
@@ -646,7 +619,7 @@ def cmd_witness(args: argparse.Namespace) -> int:
     name = args.stream or WITNESS_STREAM
 
     async def run() -> int:
-        async with _connected(settings) as client:
+        async with connected(settings) as client:
             created = await keep_witness(client, args.city_domain, name)
         state = "created" if created else "already there"
         print(
@@ -680,7 +653,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(unreadable.line(), file=sys.stderr)
 
     async def run() -> int:
-        async with _connected(settings) as client:
+        async with connected(settings) as client:
             if partial is None:
                 return await export(client, chosen, sys.stdout.buffer, report)
             with partial.open("wb") as out:

@@ -10,19 +10,15 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time
 from typing import Any
 
-import nats.errors
 from nats.aio.client import Client
-from nats.js.errors import Error as JetStreamError
 
 from consumers.audit.erasure import NotErasable, NotShown, closed_before, disclose, ensure_streams
 from consumers.audit.erasure import erase as erase_dossier
 from consumers.audit.erasure import replay as replay_erasures
-from gateway.refusals import Unavailable
 from lienthong import environment
-from lienthong.command_errors import CommandError, denied, permission_line
-from plumbing import connection
+from lienthong.command_errors import CommandError
+from lienthong.session import connected
 from plumbing.dossier_keys import DossierKeys, KeyStoreError
-from plumbing.errors import LogUnavailable
 from plumbing.jetstream import JetStream
 from plumbing.key_encryption import KekError
 from plumbing.settings import NatsSettings
@@ -35,18 +31,9 @@ the connection's own (no server, no right, a time-out) are said there too."""
 
 def _run(settings: NatsSettings, work: Callable[[Client, DossierKeys], Awaitable[int]]) -> int:
     async def run() -> int:
-        client = await connection.connect(settings, service=False)
-        try:
+        async with connected(settings) as client:
             await ensure_streams(client, environment.stream_settings())
             return await work(client, DossierKeys(JetStream(client, settings.request_timeout)))
-        except (TimeoutError, nats.errors.Error, JetStreamError, LogUnavailable, Unavailable) as e:
-            # nats-py reports a permission violation on the side; what timed out was refused.
-            if denied(client.last_error):
-                assert client.last_error is not None
-                raise CommandError(permission_line(settings.party, client.last_error)) from e
-            raise
-        finally:
-            await client.close()
 
     try:
         return asyncio.run(run())

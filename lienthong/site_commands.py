@@ -13,6 +13,7 @@ import msgspec
 
 from lienthong import environment
 from lienthong.command_errors import CommandError
+from lienthong.session import connected
 from plumbing.sites import SiteServer, site_domain
 from schemas.registry import Registry
 
@@ -97,7 +98,7 @@ def cmd_site_init(args: argparse.Namespace) -> int:
 
 def cmd_site_seed(args: argparse.Namespace) -> int:
     """Moving a ward to its site: copy its history from the city's log into the site's."""
-    from gateway.site_move import seed_site
+    from gateway.site_move import Copied, seed_site
 
     try:
         registry = Registry.load(args.registry)
@@ -108,8 +109,20 @@ def cmd_site_seed(args: argparse.Namespace) -> int:
     site = environment.nats_settings(args.nats_url)
     if not city.servers or not site.servers:
         raise CommandError("give both --city-url (the city's server) and --nats-url (the site's)")
-    # No server, no right: said in one line by the CLI's own handler, naming the server.
-    copied = asyncio.run(seed_site(city, site, registry, args.site, environment.stream_settings()))
+
+    async def seed() -> Copied:
+        # No server, no right: said in one line, naming the server or the party.
+        async with connected(city) as city_client, connected(site) as site_client:
+            return await seed_site(
+                city_client,
+                site_client,
+                registry,
+                args.site,
+                environment.stream_settings(),
+                site.request_timeout,
+            )
+
+    copied = asyncio.run(seed())
     print(
         f"site {args.site}: {copied.stored} events copied from the city's log, "
         f"{copied.duplicates} were there already, {copied.refused} refused"

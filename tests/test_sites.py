@@ -448,10 +448,11 @@ async def test_a_ward_moves_to_its_site_and_back_without_losing_or_doubling_its_
     # To its site: the city's gateway no longer writes it; its history is copied to the site.
     city_gw = Gateway(city_nats, StreamSettings(), sited)
     await city_gw.start()
-    copied = await seed_site(city_nats, site_nats, sited, SITE_A, StreamSettings())
-    assert copied == Copied(stored=2, duplicates=0, refused=0)
-    again = await seed_site(city_nats, site_nats, sited, SITE_A, StreamSettings())  # harmless twice
-    assert again == Copied(stored=0, duplicates=2, refused=0)
+    async with connected(city.url) as from_city, connected(a.url) as to_site:
+        copied = await seed_site(from_city, to_site, sited, SITE_A, StreamSettings(), 2.0)
+        assert copied == Copied(stored=2, duplicates=0, refused=0)
+        again = await seed_site(from_city, to_site, sited, SITE_A, StreamSettings(), 2.0)
+        assert again == Copied(stored=0, duplicates=2, refused=0)  # harmless twice
     site_gw = Gateway(site_nats, StreamSettings(), sited, site=SITE_A)
     await site_gw.start()
     catch_client = await connection.connect(city_nats)
