@@ -168,6 +168,9 @@ class Gateway:
         if self.writer.site is not None:
             declare_site_relays(self._broker, self.writer.site, submit, receive)
         await self._broker.start()
+        # Started means subscribed: until the server has taken the SUBs, a submission sent at
+        # once on another connection finds no responder.
+        await self._broker.connection.flush()
         self.log.info("gateway.started", servers=list(self.nats_settings.servers))
 
     async def stop(self, timeout: float = 10.0) -> None:
