@@ -7,16 +7,16 @@ everything they know lives in JetStream, never in one process.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import structlog
-from faststream.nats import NatsBroker, NatsMessage
 from nats.aio.client import Client
 
 from gateway.event_index import EventIndex
 from gateway.event_log import EventLog
 from gateway.inbound import InboundService
 from gateway.intake import Intake
+from gateway.responders import Handler, Responders
 from gateway.sites import Writer, relay_subject
 from gateway.submit import SubmitService
 from plumbing import connection
@@ -24,78 +24,8 @@ from plumbing.jetstream import JetStream
 from plumbing.records import records_bucket
 from plumbing.settings import NatsSettings, StreamSettings
 from plumbing.streams import provision
-from plumbing.subjects import INBOUND_PREFIX, SUBMIT_PREFIX, last_token
+from plumbing.subjects import INBOUND_PREFIX, SUBMIT_PREFIX
 from schemas.registry import Registry
-
-QUEUE_GROUP = "lienthong"
-WORKERS = 16
-
-Handler = Callable[[str, bytes], Awaitable[bytes]]
-
-
-async def raw_body(msg: NatsMessage) -> bytes:
-    """The body as it came: the handlers decode it with msgspec. faststream's default decoder
-    would first parse every submission with the standard json module, for nothing."""
-    return msg.body
-
-
-def declare_submit(broker: NatsBroker, handle: Handler) -> None:
-    """The `onestop.submit.<unit>` subscriber (also what the AsyncAPI document describes)."""
-
-    @broker.subscriber(
-        f"{SUBMIT_PREFIX}.*",
-        queue=QUEUE_GROUP,
-        max_workers=WORKERS,
-        decoder=raw_body,
-        title="onestop.submit.{unit}",
-        description=(
-            "A unit's system submits one event (JSON object) or up to 1,000 (JSON array), "
-            "request/reply; answered with one reply per event (CONTRACT section 4)."
-        ),
-        include_in_schema=True,
-    )
-    async def submit(msg: NatsMessage) -> bytes:
-        unit = last_token(msg.raw_message.subject, SUBMIT_PREFIX) or ""
-        return await handle(unit, msg.body)
-
-
-def declare_inbound(broker: NatsBroker, handle: Handler) -> None:
-    """The `onestop.inbound.<unit>` subscriber: interconnection from the province to a unit."""
-
-    @broker.subscriber(
-        f"{INBOUND_PREFIX}.*",
-        queue=QUEUE_GROUP,
-        max_workers=WORKERS,
-        decoder=raw_body,
-        title="onestop.inbound.{unit}",
-        description=(
-            "The province sends an interconnection envelope to a unit, request/reply; answered "
-            '{"ok": true} once stored, or an error as in CONTRACT section 4.'
-        ),
-    )
-    async def inbound(msg: NatsMessage) -> bytes:
-        unit = last_token(msg.raw_message.subject, INBOUND_PREFIX) or ""
-        return await handle(unit, msg.body)
-
-
-def declare_site_relays(broker: NatsBroker, site: str, submit: Handler, inbound: Handler) -> None:
-    """A site's gateway takes what the city relays for its units (gateway.sites); no other
-    gateway subscribes these subjects, so a relay never lands at another site."""
-    for kind, handle in (("submit", submit), ("inbound", inbound)):
-        prefix = relay_subject(site, kind, "")[:-1]
-
-        def declare(prefix: str = prefix, handle: Handler = handle) -> None:
-            @broker.subscriber(
-                f"{prefix}.*",
-                queue=QUEUE_GROUP,
-                max_workers=WORKERS,
-                decoder=raw_body,
-                include_in_schema=False,
-            )
-            async def relayed(msg: NatsMessage) -> bytes:
-                return await handle(last_token(msg.raw_message.subject, prefix) or "", msg.body)
-
-        declare()
 
 
 class InFlight:
@@ -140,7 +70,7 @@ class Gateway:
         self.log = structlog.get_logger("lienthong.gateway")
         self.in_flight = InFlight()
         self._client: Client | None = None
-        self._broker: NatsBroker | None = None
+        self._responders: Responders | None = None
 
     @property
     def client(self) -> Client:
@@ -160,17 +90,19 @@ class Gateway:
         service = SubmitService(intake, self.registry)
         records = await records_bucket(self._client, self.stream_settings.replicas)
         inbound = InboundService(intake, log, records, self.registry)
-        self._broker = connection.broker(self.nats_settings)
+        self._responders = responders = Responders(self._client)
         submit = self.writer.route(self._client, "submit", self.in_flight.wrap(service.submit))
         receive = self.writer.route(self._client, "inbound", self.in_flight.wrap(inbound.receive))
-        declare_submit(self._broker, submit)
-        declare_inbound(self._broker, receive)
+        await responders.serve(SUBMIT_PREFIX, submit)
+        await responders.serve(INBOUND_PREFIX, receive)
         if self.writer.site is not None:
-            declare_site_relays(self._broker, self.writer.site, submit, receive)
-        await self._broker.start()
+            # What the city relays for this site's units (gateway.sites); no other gateway
+            # subscribes these subjects, so a relay never lands at another site.
+            await responders.serve(relay_subject(self.writer.site, "submit", "")[:-1], submit)
+            await responders.serve(relay_subject(self.writer.site, "inbound", "")[:-1], receive)
         # Started means subscribed: until the server has taken the SUBs, a submission sent at
         # once on another connection finds no responder.
-        await self._broker.connection.flush()
+        await self._client.flush()
         self.log.info("gateway.started", servers=list(self.nats_settings.servers))
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -179,8 +111,8 @@ class Gateway:
         A broker that has already gone away must not turn a shutdown into a crash, so each
         step is bounded and a cancelled close of a dead connection is not an error.
         """
-        if self._broker is not None:
-            await _bounded(self._broker.stop(), timeout)
+        if self._responders is not None:
+            await _bounded(self._responders.stop(), timeout)
         await _bounded(self.in_flight.wait(), timeout)
         if self._client is not None and not self._client.is_closed:
             await _bounded(self._client.drain(), timeout)

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
-from faststream.nats import NatsBroker
+from faststream.nats import NatsBroker, NatsMessage
 from faststream.specification import AsyncAPI
 
-from gateway.service import declare_inbound, declare_submit
+from gateway.responders import QUEUE_GROUP
 from gateway.submit import MAX_EVENTS
+from plumbing.subjects import INBOUND_PREFIX, SUBMIT_PREFIX
 from schemas.events import Event
 from schemas.interconnect import DeliveryAck, Envelope, NoteBody, ResultBody, TransferBody
 from schemas.replies import Accepted, Refused
@@ -79,8 +80,31 @@ def _aliases(refs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
     }
 
 
-async def _no_handler(unit: str, payload: bytes) -> bytes:
+async def _no_handler(msg: NatsMessage) -> bytes:
     raise NotImplementedError("documentation only")
+
+
+def _declare_served(broker: NatsBroker) -> None:
+    """What the gateway serves (gateway.responders answers these subjects on nats-py itself:
+    faststream declares them here for the document only)."""
+    broker.subscriber(
+        f"{SUBMIT_PREFIX}.*",
+        queue=QUEUE_GROUP,
+        title="onestop.submit.{unit}",
+        description=(
+            "A unit's system submits one event (JSON object) or up to 1,000 (JSON array), "
+            "request/reply; answered with one reply per event (CONTRACT section 4)."
+        ),
+    )(_no_handler)
+    broker.subscriber(
+        f"{INBOUND_PREFIX}.*",
+        queue=QUEUE_GROUP,
+        title="onestop.inbound.{unit}",
+        description=(
+            "The province sends an interconnection envelope to a unit, request/reply; answered "
+            '{"ok": true} once stored, or an error as in CONTRACT section 4.'
+        ),
+    )(_no_handler)
 
 
 _PUBLISHED = {
@@ -131,8 +155,7 @@ def _with_payloads(spec: dict[str, Any]) -> dict[str, Any]:
 
 def asyncapi() -> dict[str, Any]:
     broker = NatsBroker("nats://127.0.0.1:4222", logger=None)
-    declare_submit(broker, _no_handler)
-    declare_inbound(broker, _no_handler)
+    _declare_served(broker)
     for subject, (_, description) in _PUBLISHED.items():
         broker.publisher(
             subject.replace("{unit}", "*")

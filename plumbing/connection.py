@@ -1,4 +1,4 @@
-"""Connecting to NATS with the options of `NatsSettings`, for nats-py and for faststream alike."""
+"""Connecting to NATS with the options of `NatsSettings`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from typing import Any
 
 import nats.errors
 import structlog
-from faststream.nats import NatsBroker
-from faststream.security import BaseSecurity, SASLPlaintext
 from nats.aio.client import Client
 
 from plumbing.settings import NatsSettings
@@ -119,50 +117,3 @@ CLOSE_BOUND = 2.0
 
 class ConnectionStalled(nats.errors.Error):
     """The first connection neither completed nor failed in time (a TLS certificate refused)."""
-
-
-def _security_class(name: str) -> Any:
-    """`faststream.nats.security.<name>`, or None where this faststream has no such class
-    (the NKey, credentials and token objects are newer than faststream 0.7.6)."""
-    import faststream.nats.security
-
-    return getattr(faststream.nats.security, name, None)
-
-
-def _broker_security(settings: NatsSettings) -> tuple[BaseSecurity | None, dict[str, Any]]:
-    """faststream takes credentials and TLS as a `security` object (faststream 0.7.8 warns on
-    the plain arguments); older releases have no NKey, credentials or token objects and take
-    those as nats-py's own arguments."""
-    tls = _tls(settings)
-    plain = BaseSecurity(ssl_context=tls) if tls else None
-    if settings.creds_file is not None:
-        seed = is_nkey_seed(settings.creds_file)
-        kind = _security_class("NatsNKey" if seed else "NatsCredentials")
-        if kind is None:
-            key = "nkeys_seed" if seed else "user_credentials"
-            return plain, {key: str(settings.creds_file)}
-        security: BaseSecurity = kind(str(settings.creds_file), ssl_context=tls)
-        return security, {}
-    if settings.user is not None:
-        return SASLPlaintext(settings.user, settings.password or "", ssl_context=tls), {}
-    if settings.token is not None:
-        kind = _security_class("NatsToken")
-        if kind is None:
-            return plain, {"token": settings.token}
-        token: BaseSecurity = kind(settings.token, ssl_context=tls)
-        return token, {}
-    return plain, {}
-
-
-def broker(settings: NatsSettings) -> NatsBroker:
-    """A faststream broker (subscribers, AsyncAPI) on the same servers with the same options."""
-    security, credentials = _broker_security(settings)
-    options: dict[str, Any] = {
-        "servers": list(settings.servers),
-        "name": settings.name,
-        "max_reconnect_attempts": -1,
-        "allow_reconnect": True,
-    }
-    if settings.inbox_prefix is not None:
-        options["inbox_prefix"] = settings.inbox_prefix
-    return NatsBroker(**options, **credentials, security=security, logger=None)
