@@ -15,6 +15,7 @@ import msgspec
 import pytest
 import structlog
 
+from gateway.service import Gateway
 from lienthong.demo.province_sim import ProvinceSettings, ProvinceSimulator
 from lienthong.node import Node
 from lienthong.parties import Role, load_parties
@@ -176,6 +177,37 @@ async def test_the_dashboard_party_may_not_submit_delete_purge_or_read_the_keys(
             assert await board.refused_subscribe("_INBOX_gateway.>")
     finally:
         await node.stop()
+
+
+def test_the_dashboard_command_serves_with_the_dashboard_partys_creds(
+    deployment: SecureDeployment, subprocess_env: dict[str, str]
+) -> None:
+    async def provision() -> None:
+        service = Gateway(deployment.settings("gateway"), StreamSettings(), with_a_site())
+        await service.start()
+        await service.stop()
+
+    asyncio.run(provision())
+    port = free_port()
+    board = LienthongProcess(
+        [
+            *[sys.executable, "-m", "lienthong.cli", "dashboard", "--port", str(port)],
+            *["--nats-url", deployment.server.url, "--creds", str(deployment.creds("dashboard"))],
+        ],
+        subprocess_env,
+    )
+    try:
+        board.wait_for("dashboard at ")
+        url = f"http://127.0.0.1:{port}"
+        got = {p: asyncio.run(http_get(f"{url}{p}")).status for p in PAGES[:2] + PAGES[6:7]}
+        metrics = asyncio.run(http_get(f"{url}/metrics"))
+    finally:
+        assert board.stop() == 0
+    assert got == dict.fromkeys(PAGES[:2] + PAGES[6:7], 200)
+    assert metrics.status == 200
+    started = [json.loads(line) for line in board.lines if '"dashboard.started"' in line]
+    assert [s["party"] for s in started] == ["dashboard"]
+    assert "permission" not in board.stderr
 
 
 def test_serve_runs_its_dashboard_role_as_the_dashboard_party(
