@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from dashboard import health, spreadsheets, views
+from dashboard import health, sites_view, spreadsheets, views
 from dashboard.feed import ReportFeed
 from dashboard.metrics import exposition
 from dashboard.operations import read_operations
@@ -87,7 +87,7 @@ def build(
 
     async def interconnection(request: Request) -> Response:
         try:
-            o = await read_operations(client)
+            o = await read_operations(client, registry)
         except LogUnavailable as e:
             return JSONResponse({"error": str(e)}, 503)
         outbox = [
@@ -111,6 +111,8 @@ def build(
                 "projector": o.projector,
                 "leases": o.leases,
                 "verification": o.verification,
+                "sites": sites_view.site_rows(registry, o.sites),
+                "sites_summary": sites_view.summary(o.sites),
             }
         )
 
@@ -181,7 +183,7 @@ def build(
 
     async def metrics(request: Request) -> Response:
         try:
-            o = await read_operations(client)
+            o = await read_operations(client, registry)
         except LogUnavailable as e:
             return Response(f"# {e}\n", 503, media_type="text/plain")
         return Response(

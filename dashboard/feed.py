@@ -70,6 +70,7 @@ class ReportFeed:
             self._caught_up.set()
         self._sub = await js.subscribe(
             f"{REPORTS_PREFIX}.>",
+            stream=REPORTS_STREAM,  # named: no stream lookup, a right the dashboard need not have
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.ALL,
             cb=self._on_message,

@@ -82,6 +82,7 @@ class OperationsCollector(Collector):
                 "Time since the last `lienthong verify` was recorded",
                 (o.read_at - v.at).total_seconds(),
             )
+        yield from self._sites()
         holders = GaugeMetricFamily(
             "lienthong_lease_holder",
             "1 for the process (host:pid:id) holding each once-per-deployment role's lease; "
@@ -94,6 +95,34 @@ class OperationsCollector(Collector):
         yield GaugeMetricFamily(
             "lienthong_dashboard_browsers", "Open pages following live revisions", self.browsers
         )
+
+    def _sites(self) -> Iterator[Metric]:
+        o = self.operations
+        behind = GaugeMetricFamily(
+            "lienthong_site_events_behind",
+            "Events of a ward site the city's log has not taken in yet (while its link is down: "
+            "at least this many, as of the last contact)",
+            labels=["site"],
+        )
+        since = GaugeMetricFamily(
+            "lienthong_site_behind_seconds",
+            "How long a ward site has been behind: since the first event not taken in was "
+            "stored at the site, or its link went down (0 when caught up)",
+            labels=["site"],
+        )
+        linked = GaugeMetricFamily(
+            "lienthong_site_link_up",
+            "1 while the city reaches the ward site's server over its leaf connection, else 0",
+            labels=["site"],
+        )
+        for lag in o.sites:
+            behind.add_metric([lag.site], lag.held)
+            waited = (o.read_at - lag.since).total_seconds() if lag.since is not None else 0.0
+            since.add_metric([lag.site], max(0.0, waited))
+            linked.add_metric([lag.site], 1 if lag.link == "up" else 0)
+        yield behind
+        yield since
+        yield linked
 
 
 def exposition(operations: Operations, browsers: int) -> bytes:

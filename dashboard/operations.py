@@ -1,7 +1,7 @@
 """The deployment's state as an operator watches it, read from JetStream (never from one process):
 how far the projector is behind the log, who holds each lease, how far the seals are behind,
-what the outbox still owes the province, what the last `verify` found. Read-only: info
-requests, direct gets and KV reads only.
+what the outbox still owes the province, what the last `verify` found, which ward sites' logs
+the city has not caught up with. Read-only: info requests, direct gets and KV reads only.
 
 The same reading serves /readyz, /metrics and the page's interconnection panel, so any process
 running the dashboard tells the same story, whichever process runs the projector.
@@ -21,10 +21,12 @@ from consumers.audit.sealer import last_seal
 from consumers.audit.verifications import VerificationRecord, last_verification
 from consumers.interconnect.status import UnitDeliveryStatus, delivery_status
 from consumers.reports.projector import ProjectorSettings
+from consumers.sites.status import SiteLag, site_lags
 from plumbing.errors import LogUnavailable
 from plumbing.jetstream import JetStream
 from plumbing.lease import FORWARDER_LEASE, LEASES_BUCKET, PROJECTOR_LEASE, SEALER_LEASE
 from plumbing.streams import EVENTS_STREAM
+from schemas.registry import Registry
 
 LEASES = (PROJECTOR_LEASE, FORWARDER_LEASE, SEALER_LEASE)
 
@@ -56,6 +58,9 @@ class Operations(msgspec.Struct, frozen=True, kw_only=True):
     outbox: list[UnitDeliveryStatus]
     verification: VerificationRecord | None
     """The last `lienthong verify` result recorded (None: never, or not recorded)."""
+    sites: list[SiteLag] = msgspec.field(default_factory=list)
+    """Each ward site of the registry: its link and what the city's log has not taken in yet
+    (empty when the registry has no sites, or none was asked for)."""
 
 
 async def projector_lag(
@@ -92,8 +97,10 @@ async def lease_holders(client: Client) -> dict[str, str | None]:
     return holders
 
 
-async def read_operations(client: Client) -> Operations:
-    """Everything above in one reading; LogUnavailable when the log cannot be read at all."""
+async def read_operations(client: Client, registry: Registry | None = None) -> Operations:
+    """Everything above in one reading; LogUnavailable when the log cannot be read at all.
+    The sites only with a registry: /readyz does without them (a cut-off site does not make the
+    city's dashboard unready, and each probe of a silent site costs up to a second)."""
     js = client.jetstream()
     try:
         log_last_seq = (await js.stream_info(EVENTS_STREAM)).state.last_seq
@@ -115,4 +122,5 @@ async def read_operations(client: Client) -> Operations:
         seals=seals,
         outbox=await delivery_status(client),
         verification=await last_verification(client),
+        sites=await site_lags(client, registry) if registry is not None else [],
     )

@@ -87,7 +87,7 @@ class Dashboard:
                 await self._task
                 raise OSError(f"the dashboard did not start on port {self.settings.port}")
             await asyncio.sleep(0.02)
-        self.log.info("dashboard.started", url=self.url)
+        self.log.info("dashboard.started", url=self.url, party=self.nats.party)
 
     async def stop(self) -> None:
         if self._server is not None and self._task is not None:

@@ -11,7 +11,6 @@ Events stored from here carry `Lienthong-Origin: province`, so they are never se
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import UTC, datetime
 
@@ -20,6 +19,7 @@ import structlog
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from gateway import metrics
 from gateway.event_log import EventLog
 from gateway.intake import Candidate, Intake
 from gateway.refusals import (
@@ -45,6 +45,8 @@ from schemas.replies import Accepted
 from schemas.rules import field_problem, to_microseconds
 
 OK = b'{"ok":true}'
+UNREADABLE = "unreadable"
+"""The kind counted for a message whose envelope could not be read."""
 
 
 _ENVELOPE = msgspec.json.Decoder(Envelope)
@@ -94,31 +96,31 @@ class InboundService:
 
     async def receive(self, unit: str, payload: bytes) -> bytes:
         started = time.perf_counter()
-        kind = "?"
+        kind = UNREADABLE
         try:
             envelope = decode_envelope(payload, unit, self.registry)
             kind = envelope.kind.value
-            await self._store(envelope)
+            stored_before = await self._store(envelope)
         except (Refusal, LogUnavailable) as error:
             refusal = error if isinstance(error, Refusal) else Unavailable(str(error))
-            self.log.info(
-                "inbound.message",
-                unit=unit,
-                kind=kind,
-                outcome=refusal.code.value,
-                ms=round((time.perf_counter() - started) * 1000, 1),
-            )
+            self._done(unit, kind, refusal.code.value, started)
             return ENCODER.encode(refusal.reply(None))
+        self._done(unit, kind, "duplicate" if stored_before else "ok", started)
+        return OK
+
+    def _done(self, unit: str, kind: str, code: str, started: float) -> None:
+        """One log line and one count per message, under the reply code it got."""
+        metrics.count_inbound(kind, code)
         self.log.info(
             "inbound.message",
             unit=unit,
             kind=kind,
-            outcome="stored",
+            outcome=code,
             ms=round((time.perf_counter() - started) * 1000, 1),
         )
-        return OK
 
-    async def _store(self, envelope: Envelope) -> None:
+    async def _store(self, envelope: Envelope) -> bool:
+        """Store the message once; True when it was stored before (a resend)."""
         try:
             body = decode_body(envelope.kind, envelope.body)
         except msgspec.ValidationError as e:
@@ -127,7 +129,7 @@ class InboundService:
         body = to_microseconds(body, envelope.body)
         event_id = inbound_event_id(envelope.message_id)
         if await self._stored(envelope.unit, event_id):
-            return  # a resend (its sent_at, even its body, may differ): stored once already
+            return True  # a resend (its sent_at, even its body, may differ): stored already
         event: Event
         if envelope.kind is EnvelopeKind.RESULT:
             assert isinstance(body, ResultBody)
@@ -149,18 +151,17 @@ class InboundService:
             )
         else:
             assert isinstance(body, NoteBody)
-            await self._record(envelope, body)
-            return
+            return await self._record(envelope, body)
         if (problem := field_problem(event, datetime.now(UTC))) is not None:
             field = "body.resolved_at" if problem.field == "occurred_at" else problem.field
             raise Invalid(problem.message, field=field)
         headers = {ORIGIN: "province", ORIGIN_MESSAGE_ID: envelope.message_id}
         [reply] = await self.intake.record([Candidate(event, ENCODER.encode(event), headers)])
         if isinstance(reply, Accepted):
-            return
+            return reply.duplicate
         detail = reply.error
         if detail.code is Conflict.code and await self._stored(envelope.unit, event_id):
-            return  # a resend racing its first sending, which was stored first
+            return True  # a resend racing its first sending, which was stored first
         raise _refusal_of(detail.code.value)(detail.message, field=detail.field)
 
     async def _stored(self, unit: str, event_id: str) -> bool:
@@ -168,7 +169,7 @@ class InboundService:
         followed by that very event when it was stored, as `Intake` appends it)."""
         return await self.intake.stored(unit, event_id) is not None
 
-    async def _record(self, envelope: Envelope, body: NoteBody) -> None:
+    async def _record(self, envelope: Envelope, body: NoteBody) -> bool:
         subject = event_subject(envelope.unit, Entity.DOSSIER, envelope.dossier_id)
         if (await self.event_log.entity_state(subject)).dossier is None:
             raise UnknownEntity(
@@ -184,8 +185,11 @@ class InboundService:
             note=body.note,
         )
         key = record_key(envelope.unit, envelope.dossier_id, "in", envelope.message_id)
-        with contextlib.suppress(KeyWrongLastSequenceError):  # a resend: stored once already
+        try:
             await self.records.create(key, msgspec.json.encode(record))
+        except KeyWrongLastSequenceError:
+            return True  # a resend: stored once already
+        return False
 
 
 def _refusal_of(code: str) -> type[Refusal]:

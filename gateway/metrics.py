@@ -1,4 +1,5 @@
-"""What the gateway counts of its own submissions, in the process that serves them.
+"""What the gateway counts of its own submissions and of the province's messages, in the process
+that serves them.
 
 Prometheus scrapes every process: each `lienthong serve` with the dashboard role exposes these
 on its /metrics, beside the deployment's JetStream state that any process can read. Kept in
@@ -26,6 +27,14 @@ EVENTS = Counter(
     ["code"],
     registry=REGISTRY,
 )
+INBOUND = Counter(
+    "lienthong_inbound_messages",
+    "Interconnection messages from the province answered on onestop.inbound.<unit>, by envelope "
+    "kind (unreadable when it could not be read) and reply code: ok (stored now), duplicate (a "
+    "resend, stored before: answered ok too), or the refusal's code (CONTRACT sections 4 and 5)",
+    ["kind", "code"],
+    registry=REGISTRY,
+)
 SUBMIT_SECONDS = Histogram(
     "lienthong_submit_seconds",
     "Time from a submission's arrival to its reply",
@@ -45,3 +54,8 @@ def count_submission(replies: list[Reply], seconds: float) -> None:
     outcome = "accepted" if ok == len(replies) else "refused" if ok == 0 else "partly_refused"
     SUBMISSIONS.labels(outcome).inc()
     SUBMIT_SECONDS.observe(seconds)
+
+
+def count_inbound(kind: str, code: str) -> None:
+    """One province message: its kind (or `unreadable`) and its reply code, as for events."""
+    INBOUND.labels(kind, code).inc()

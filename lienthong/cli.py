@@ -106,6 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise CommandError(str(e)) from e
     board_settings = dashboard_settings(args) if "dashboard" in roles else None
+    board_creds = _dashboard_creds(args) if board_settings is not None else None
 
     async def serve(settings: NatsSettings) -> int:
         await _reachable(settings)
@@ -124,7 +125,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         board = None
         if board_settings is not None:
             try:
-                board = await _start_dashboard(settings, registry, board_settings)
+                board = await _start_dashboard(
+                    _as_dashboard(settings, board_creds), registry, board_settings
+                )
             except BaseException:
                 await node.stop()
                 raise
@@ -159,6 +162,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config_file=config_file,
     ) as settings:
         return asyncio.run(serve(settings))
+
+
+def _dashboard_creds(args: argparse.Namespace) -> Path | None:
+    """The dashboard role's own read-only party: --dashboard-creds, else that of `--security
+    DIR`; None: the dashboard shares the process's connection settings."""
+    creds: Path | None = args.dashboard_creds
+    if creds is None and args.security is not None:
+        creds = args.security / "creds" / "dashboard.nk"
+        if not creds.exists():
+            raise CommandError(
+                f"{creds} not found: run `lienthong security init {args.security}` again, "
+                "which adds the read-only dashboard party and keeps every other key"
+            )
+    return creds
+
+
+def _as_dashboard(settings: NatsSettings, creds: Path | None) -> NatsSettings:
+    """The process's servers (the embedded one's too) and CA, with the dashboard's party."""
+    if creds is None:
+        return settings
+    return environment.nats_settings(
+        ",".join(settings.servers), creds=creds, tls_ca=settings.tls_ca
+    )
 
 
 SERVE_ROLES = (*ROLES, "dashboard")
@@ -790,6 +816,13 @@ def parser() -> argparse.ArgumentParser:
     )
     add_site_options(serve)
     dashboard_options(serve)
+    serve.add_argument(
+        "--dashboard-creds",
+        type=Path,
+        metavar="FILE",
+        help="the dashboard role's credentials: its read-only party (default with --security: "
+        "DIR/creds/dashboard.nk; else the process's own)",
+    )
     serve.set_defaults(run=cmd_serve)
     add_site_commands(sub)
 

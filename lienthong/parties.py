@@ -2,8 +2,8 @@
 
 One table, pure (a registry in, parties with their permissions out), used by `lienthong security
 init` to write the server's authorization and `parties.json`, and by the tests that hold every
-right and every refusal against a real nats-server. A later role (a read-only dashboard, a ward
-site's leaf connection) is one more entry in `Role` and one more function here.
+right and every refusal against a real nats-server. A later role is one more entry in `Role`
+and one more function here (as the ward sites' leaf connections and the dashboard were).
 
 The permissions are NATS subject permissions of static NKey users in one account (see the
 README's "Security" section for why): publishing to a JetStream API subject is the right to make
@@ -19,15 +19,21 @@ from pathlib import Path
 
 import msgspec
 
+from consumers.audit.verifications import BUCKET as VERIFICATIONS_BUCKET
 from gateway.sites import SITE_PREFIX
+from plumbing.lease import LEASES_BUCKET
+from plumbing.sites import SITES_BUCKET, mirror_name, site_domain
 from plumbing.streams import (
     DISCLOSURES_PREFIX,
     ERASURES_PREFIX,
+    EVENTS_STREAM,
     KEYS_PREFIX,
     KEYS_STREAM,
     OPERATIONS_PREFIX,
+    OUTBOX_STREAM,
     REPORTS_STREAM,
     SEALS_STREAM,
+    SEALS_SUBJECT,
 )
 from plumbing.subjects import INBOUND_PREFIX, REPORTS_PREFIX, SUBMIT_PREFIX
 from schemas.registry import Level, Registry
@@ -54,6 +60,8 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
     SITE = "site"
     """A ward's or commune's own nats-server, a leaf node of the city's (its leaf connection)."""
+    DASHBOARD = "dashboard"
+    """The read-only web dashboard (#14): reads what it shows, changes nothing."""
 
 
 class Permissions(msgspec.Struct, frozen=True, kw_only=True):
@@ -251,6 +259,49 @@ def site_permissions(unit: str) -> Permissions:
     return Permissions(publish=(f"{SUBMIT_PREFIX}.{unit}",), subscribe=(_inbox(unit_party(unit)),))
 
 
+PROJECTOR_CONSUMER = DURABLE_CONSUMERS[0]
+
+
+def _read_bucket(bucket: str) -> list[str]:
+    """A KV bucket's info and its keys' reads (buckets are streams `KV_<b>`): a get is a message
+    get by subject in the request's body (the buckets allow no direct gets), which no
+    permission can narrow to some keys."""
+    return [
+        f"{API}.STREAM.INFO.KV_{bucket}",
+        f"{API}.STREAM.MSG.GET.KV_{bucket}",
+        f"{API}.DIRECT.GET.KV_{bucket}.$KV.{bucket}.>",
+    ]
+
+
+def dashboard_permissions(registry: Registry, party: str) -> Permissions:
+    """Only what the dashboard reads, and only by reading: every report and its revisions (one
+    ordered consumer), the log's and the outbox's info, the projector's consumer's info and the
+    time of its oldest unapplied event (a direct get by sequence), the last seal, the leases, the
+    outbound delivery records, the last `verify`, and each ward site's mirror, checkpoint and
+    log's info. No write, delete, purge or update; nothing of ONESTOP_KEYS, the erasures, the
+    disclosures or the operators' actions; no durable consumer (the ephemeral form only)."""
+    sites = registry.sites()
+    return Permissions(
+        publish=(
+            *_read_stream(REPORTS_STREAM),
+            f"{API}.STREAM.INFO.{EVENTS_STREAM}",
+            f"{API}.CONSUMER.INFO.{EVENTS_STREAM}.{PROJECTOR_CONSUMER}",
+            f"{API}.DIRECT.GET.{EVENTS_STREAM}",
+            f"{API}.DIRECT.GET.{SEALS_STREAM}.{SEALS_SUBJECT}",
+            f"{API}.STREAM.INFO.{OUTBOX_STREAM}",
+            f"{API}.DIRECT.GET.{OUTBOX_STREAM}",
+            *_read_bucket(DELIVERIES_BUCKET),
+            *_read_bucket(LEASES_BUCKET),
+            *_read_bucket(VERIFICATIONS_BUCKET),
+            *_read_bucket(SITES_BUCKET),
+            *(f"{API}.STREAM.INFO.{mirror_name(s)}" for s in sites),
+            *(f"{API}.STREAM.MSG.GET.{mirror_name(s)}" for s in sites),
+            *(f"$JS.{site_domain(s)}.API.STREAM.INFO.{EVENTS_STREAM}" for s in sites),
+        ),
+        subscribe=(_inbox(party),),
+    )
+
+
 def admin_permissions() -> Permissions:
     """Provisioning and upgrades: everything. Kept apart from the running gateway's key."""
     return Permissions(publish=(">",), subscribe=(">",))
@@ -284,6 +335,11 @@ def grants(registry: Registry) -> list[Grant]:
             name="supervisor",
             role=Role.SUPERVISOR,
             permissions=supervisor_permissions("supervisor"),
+        ),
+        Grant(
+            name="dashboard",
+            role=Role.DASHBOARD,
+            permissions=dashboard_permissions(registry, "dashboard"),
         ),
     ]
     for code in registry.codes():

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+from typing import Any
 
 import msgspec
 import pytest
@@ -28,6 +29,7 @@ from plumbing import connection
 from plumbing.jetstream import JetStream
 from plumbing.lease import PROJECTOR_LEASE, Lease
 from plumbing.settings import NatsSettings, StreamSettings
+from plumbing.subjects import inbound_subject
 from schemas.registry import Registry
 from schemas.report import Report
 from tests import events as ev
@@ -161,6 +163,58 @@ async def test_metrics_parse_and_count_the_submissions_this_process_served(
     holders = [k for k, v in after.items() if k[0] == "lienthong_lease_holder" and v == 1]
     assert [dict(k[1])["role"] for k in holders] == ["projector"]
     assert after[("lienthong_seal_lag_sequences", ())] == 2  # no sealer runs: nothing sealed
+
+
+async def test_metrics_count_the_provinces_messages_by_reply_code(
+    nats_settings: NatsSettings, registry: Registry
+) -> None:
+    node = Node(nats_settings, StreamSettings(), registry, roles=frozenset({"gateway"}))
+    await node.start()
+    try:
+        async with (
+            connected(nats_settings.servers[0]) as client,
+            dashboard_on(nats_settings, registry) as board,
+        ):
+            assert (await submit(client, ev.WARD, ev.received("IN-1")))["ok"]
+            before = samples((await http_get(f"{board.url}/metrics")).body)
+            result = {
+                "message_id": "52-result-IN-1",
+                "kind": "result",
+                "unit": ev.WARD,
+                "dossier_id": "IN-1",
+                "sent_at": "2021-05-06T09:00:00+07:00",
+                "body": {"outcome": "approved", "resolved_at": "2021-05-06T08:30:00+07:00"},
+            }
+            receipt = {**result, "message_id": "52-receipt-IN-1", "kind": "receipt", "body": {}}
+            unknown = {**receipt, "message_id": "52-receipt-IN-9", "dossier_id": "IN-9"}
+            answers = [
+                await inbound(client, msgspec.json.encode(m))
+                for m in (result, result, receipt, receipt, unknown)
+            ]
+            answers.append(await inbound(client, b"not json at all"))
+            after = samples((await http_get(f"{board.url}/metrics")).body)
+    finally:
+        await node.stop()
+    assert [a.get("ok") or a["error"]["code"] for a in answers] == [
+        True, True, True, True, "unknown_entity", "malformed"
+    ]  # fmt: skip
+
+    def delta(**labels: str) -> float:
+        key = ("lienthong_inbound_messages_total", tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert delta(kind="result", code="ok") == 1
+    assert delta(kind="result", code="duplicate") == 1
+    assert delta(kind="receipt", code="ok") == 1
+    assert delta(kind="receipt", code="duplicate") == 1
+    assert delta(kind="receipt", code="unknown_entity") == 1
+    assert delta(kind="unreadable", code="malformed") == 1
+
+
+async def inbound(client: Client, payload: bytes) -> dict[str, Any]:
+    reply = await client.request(inbound_subject(ev.WARD), payload, timeout=10)
+    answer: dict[str, Any] = msgspec.json.decode(reply.data)
+    return answer
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

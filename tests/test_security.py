@@ -125,6 +125,7 @@ def test_init_writes_a_private_key_per_party_and_parties_json_naming_their_right
         "gateway",
         "operator",
         "supervisor",
+        "dashboard",
         f"province-{PROVINCE}",
         *(f"unit-{u}" for u in units),
         *(f"site-{u}" for u in wards),
@@ -188,7 +189,7 @@ def test_a_larger_registry_adds_parties_and_keeps_every_key_and_rotate_replaces_
     folder = tmp_path / "security"
     first = Registry.load(small_registry(tmp_path / "few.json", {PROVINCE, CITY, WARD}))
     added = init(folder, first, Layout())
-    assert set(added.added) == {"admin", "gateway", "operator", "supervisor"} | {
+    assert set(added.added) == {"admin", "gateway", "operator", "supervisor", "dashboard"} | {
         f"province-{PROVINCE}",
         f"unit-{CITY}",
         f"unit-{WARD}",

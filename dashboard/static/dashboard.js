@@ -229,6 +229,29 @@ function showInterconnection(data) {
     rows.push(tr);
   }
   $("outbox").tBodies[0].replaceChildren(...rows);
+  showSites(data.sites, data.sites_summary);
+}
+
+const LINKS = { up: "kết nối / up", down: "mất kết nối / down", never: "chưa kết nối / never" };
+
+function showSites(sites, summary) {
+  // Never a blank: the summary says "no sites" or "all caught up" when there is nothing behind.
+  $("sites-summary").dataset.state = summary.state;
+  $("sites-summary").textContent = summary.text;
+  $("sites").tBodies[0].replaceChildren(
+    ...sites.map((r) => {
+      const tr = document.createElement("tr");
+      tr.dataset.site = r.site;
+      tr.dataset.link = r.link;
+      tr.dataset.caughtUp = String(r.caught_up);
+      const behind = `${r.at_least ? "≥" : ""}${r.behind.toLocaleString("vi-VN")}`;
+      tr.append(
+        cell(r.name), cell(LINKS[r.link] || r.link), cell(behind, "num"),
+        cell(r.since ? when(r.since) : "–")
+      );
+      return tr;
+    })
+  );
 }
 
 function parentOf(code) {
@@ -238,7 +261,12 @@ function parentOf(code) {
 }
 
 async function refresh() {
-  if (!state.unit || !state.period) return;
+  // The deployment's health is shown even before any report is published.
+  getJSON("/api/interconnection").then(showInterconnection, () => {});
+  if (!state.unit || !state.period) {
+    document.body.dataset.loaded = "true";
+    return;
+  }
   history.replaceState(null, "", `?${query()}`);
   const q = query();
   const rollup = `unit=${encodeURIComponent(parentOf(state.unit))}&period=${encodeURIComponent(state.period)}`;
@@ -252,7 +280,6 @@ async function refresh() {
   showHistory(revisions);
   showTrend(trend);
   showOverdue(overdue);
-  getJSON("/api/interconnection").then(showInterconnection, () => {});
   document.body.dataset.loaded = "true";
 }
 

@@ -217,7 +217,7 @@ async def run_demo(
         await city_client.close()
         await client.close()
         if dashboard is not None:
-            await serve_dashboard(party("operator"), registry, dashboard)
+            await serve_dashboard(party("dashboard"), registry, dashboard)
         else:
             print(
                 "\nThe dashboard of these reports: `./dev demo --dashboard` keeps the demo "
