@@ -93,7 +93,7 @@ class SiteServer(msgspec.Struct, frozen=True, kw_only=True):
             f"listen: {self.listen}\n"
             "max_payload: 8MB\n"
             f"jetstream {{\n  store_dir: {_q(str(self.store_dir))}\n  domain: {domain}\n}}\n"
-            + (f"include {self.authorization}\n" if self.authorization else "")
+            + (f"include {_q(self.authorization)}\n" if self.authorization else "")
             + self.leaf_block()
         )
 

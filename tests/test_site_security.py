@@ -178,17 +178,17 @@ async def test_a_site_under_security_serves_its_desks_and_the_city_takes_its_log
                 await until(lambda: at_city(2), LINK, "the site's events in the city's log")
                 # The province's message for the site's dossier: relayed by the city's gateway
                 # across the leaf to the site's, stored in the site's log, then the city's.
-                receipt = {
-                    "message_id": "P-receipt-1",
-                    "kind": "receipt",
+                result = {
+                    "message_id": "P-result-1",
+                    "kind": "result",
                     "unit": SITE,
                     "dossier_id": dossier,
-                    "sent_at": "2021-04-06T09:00:00+07:00",
-                    "body": {},
+                    "sent_at": "2021-04-09T09:00:00+07:00",
+                    "body": {"outcome": "approved", "resolved_at": "2021-04-09T09:00:00+07:00"},
                 }
                 async with world.deployment.party(f"province-{ev.PROVINCE}") as province:
                     reply = await province.client.request(
-                        f"onestop.inbound.{SITE}", msgspec.json.encode(receipt), timeout=30
+                        f"onestop.inbound.{SITE}", msgspec.json.encode(result), timeout=30
                     )
                 assert msgspec.json.decode(reply.data) == {"ok": True}
                 await until(lambda: at_city(3), LINK, "the province's message at the city")
@@ -295,9 +295,12 @@ async def test_the_city_gateway_key_opens_nothing_at_the_site_nor_the_sites_at_t
     site_users = (world.folder / "leaf" / f"{SITE}-authorization.conf").read_text()
     site_key = parties[site_gateway_party(SITE)].public_key
     city_key = parties["gateway"].public_key
-    assert site_key is not None and city_key is not None
-    assert site_key in site_users and site_key not in city_users
-    assert city_key in city_users and city_key not in site_users
+    assert site_key is not None
+    assert city_key is not None
+    assert site_key in site_users
+    assert site_key not in city_users
+    assert city_key in city_users
+    assert city_key not in site_users
     with site_serving(world, subprocess_env):
         for settings in (
             world.at_site("gateway"),
@@ -325,7 +328,8 @@ def test_leaf_options_beside_security_are_refused_in_one_line(
     argv = ["serve", "--security", str(folder), "--registry", str(registry), "--site", SITE]
     assert cli.main([*argv, *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and said in err[0], err
+    assert len(err) == 1, err
+    assert said in err[0]
 
 
 def test_an_embedded_server_refuses_a_domain_or_leaf_beside_its_own_configuration(
