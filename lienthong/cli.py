@@ -701,6 +701,7 @@ def cmd_security_init(args: argparse.Namespace) -> int:
     )
     print(f"run the server with: nats-server -c {args.dir / 'nats-server.conf'}")
     print(f"serve as the gateway with: lienthong serve --security {args.dir}")
+    print(f"a ward site (marked in the registry): lienthong serve --security {args.dir} --site U")
     return 0
 
 
