@@ -276,7 +276,8 @@ def site_gateway_permissions(site: str, party: str) -> Permissions:
 
 CITY_INBOXES = (inbox_prefix("gateway"), inbox_prefix("operator"))
 """Whose requests a site answers across its leaf: the city's gateway (relays, and its
-projector's look at the site's log) and the operator (`lienthong status`)."""
+projector's look at the site's log) and the operator (`lienthong status`), each on the lane of
+its inbox for that site (plumbing.sites.ask_site)."""
 
 
 def site_permissions(unit: str) -> Permissions:
@@ -290,17 +291,17 @@ def site_permissions(unit: str) -> Permissions:
       to the consumer's flow control; no other API call, so nobody at the city manages,
       purges or deletes a site's streams, and no other unit's relays or domain;
     - to the city: the mirror's deliveries, the answers to those API calls (`$JSC.R.*`, the
-      server's own reply subjects), and replies on the inboxes of the city's parties whose
-      requests it answers (an answer crosses only where the requester's server told the site
-      it is listening, so the inbox is a right of its own; `allow_responses` alone carries no
-      such interest).
+      server's own reply subjects), and replies on its own lane of the inboxes of the city's
+      parties whose requests it answers (an answer crosses only where the requester's server
+      told the site it is listening, and it tells only of subjects the site may publish to:
+      `allow_responses` alone carries no such interest, so the lane is a right of its own).
 
     Nothing else: not a unit's submissions (the site's own gateway answers those), not any
     stream's subjects, not the city's JetStream API (the leaf connection of a JetStream domain
     denies `$JS.API.>` both ways)."""
     api = f"$JS.{site_domain(unit)}.API"
     return Permissions(
-        publish=("$JS.M.*", "$JSC.R.*", *(f"{i}.>" for i in CITY_INBOXES)),
+        publish=("$JS.M.*", "$JSC.R.*", *(f"{i}.{site_domain(unit)}.>" for i in CITY_INBOXES)),
         subscribe=(
             f"{SITE_PREFIX}.{unit}.>",
             f"{api}.CONSUMER.CREATE.{EVENTS_STREAM}",

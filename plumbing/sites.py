@@ -4,12 +4,15 @@ the checkpoint of how far the city has taken it in."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import datetime
 from pathlib import Path
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import (
     ExternalStream,
     KeyValueConfig,
@@ -55,6 +58,32 @@ gets a site's events through the mirror, by the site's JetStream domain API only
 def site_domain(code: str) -> str:
     """The JetStream domain of a site's server."""
     return f"site-{code}"
+
+
+NO_RESPONDERS = "503"
+
+
+async def ask_site(client: Client, site: str, subject: str, payload: bytes, timeout: float) -> Msg:
+    """A request to a site across its leaf connection, answered on the requester's inbox lane
+    for that site (`<its inbox prefix>.site-<code>.<unique>`). A site's leaf connection may
+    publish on its own lane of the city parties' inboxes only (lienthong.parties.
+    site_permissions), so a site answers what was asked of it and cannot put a message on the
+    rest of their inboxes (other sites' answers, JetStream's replies to the city's gateway).
+
+    Raises nats' NoRespondersError (nobody serves `subject`: the link is down) or TimeoutError."""
+    unique = client.new_inbox()  # the connection's own inbox prefix, and a unique token
+    prefix, token = unique.rsplit(".", 1)
+    inbox = f"{prefix}.{site_domain(site)}.{token}"
+    sub = await client.subscribe(inbox, max_msgs=1)
+    try:
+        await client.publish(subject, payload, reply=inbox)
+        msg = await sub.next_msg(timeout)
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
+    if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+        raise nats.errors.NoRespondersError
+    return msg
 
 
 class LeafTls(msgspec.Struct, frozen=True, kw_only=True):

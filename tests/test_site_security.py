@@ -195,6 +195,10 @@ async def test_a_site_under_security_serves_its_desks_and_the_city_takes_its_log
                 # `lienthong status` as the operator: the site's log, asked across the leaf.
                 lags = await site_lags(operator.client, world.registry)
                 assert [(lag.site, lag.link, lag.held) for lag in lags] == [(SITE, "up", 0)]
+            # And as the gateway party, as the projector asks it for the reports' pending_sites.
+            async with world.deployment.party("gateway") as gateway:
+                lags = await site_lags(gateway.client, world.registry)
+                assert [(lag.site, lag.link, lag.held) for lag in lags] == [(SITE, "up", 0)]
             # The city's gateway never wrote the site's entities: every one came in by the
             # catch-up, after the site had stored it (3 events at the site, 3 at the city).
             site_client = await connection.connect(world.at_site("operator"), service=False)
@@ -231,6 +235,11 @@ async def test_the_site_party_is_refused_all_but_what_its_leaf_carries(
             "$JS.API.DIRECT.GET.ONESTOP_REPORTS.onestop.reports.21553.2021-04",
             f"$JS.API.STREAM.DELETE.ONESTOP_SITE_{SITE}",
             f"_INBOX_unit-{OTHER}.x",  # answering a desk's request in the city's name
+            # The city's inboxes but its own lane: not the gateway's JetStream replies, nor
+            # what another site is asked.
+            "_INBOX_gateway.x",
+            f"_INBOX_gateway.site-{OTHER}.x",
+            f"_INBOX_operator.site-{OTHER}.x",
         ):
             assert await party.refused_publish(subject), subject
         for subject in (
