@@ -23,6 +23,7 @@ from nats.aio.client import Client
 
 from gateway.refusals import Malformed, Unavailable
 from gateway.submit import event_id_of, split_submission
+from plumbing.sites import ask_site
 from schemas.codec import ENCODER
 from schemas.registry import Registry
 
@@ -62,7 +63,7 @@ class Writer:
             if self.site is None and owner is not None:
                 subject = relay_subject(owner, kind, unit)
                 try:
-                    reply = await client.request(subject, payload, timeout=RELAY_TIMEOUT)
+                    reply = await ask_site(client, owner, subject, payload, RELAY_TIMEOUT)
                     return reply.data
                 except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
                     cut_off = Unavailable(

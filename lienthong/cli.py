@@ -87,7 +87,7 @@ async def _until_signalled() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from lienthong.site_commands import embedded_options
+    from lienthong.site_commands import Embedded, embedded_options, secure_server
 
     registry = _registry(args)
     # Every setting read, and judged, before anything starts.
@@ -102,7 +102,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     sites = environment.catch_up_settings()
     try:
-        embedded = embedded_options(args, registry, embedded=not _nats(args).servers)
+        secure = None if args.security is None else secure_server(args, registry)
+        embedded = (
+            embedded_options(args, registry, embedded=not _nats(args).servers)
+            if secure is None
+            else Embedded()  # the configuration file says it all
+        )
     except ValueError as e:
         raise CommandError(str(e)) from e
     board_settings = dashboard_settings(args) if "dashboard" in roles else None
@@ -139,17 +144,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
 
     settings, config_file = _nats(args), None
-    if args.security is not None:  # the embedded server with security init's configuration
-        config_file = args.security / "nats-server.conf"
-        if not config_file.exists():
-            raise CommandError(
-                f"{config_file} not found: run `lienthong security init {args.security}`"
-            )
+    if secure is not None:  # the embedded server with security init's configuration
+        config_file = secure.config_file
+        # A site's own server listens on the ward's loopback without TLS (security.ward_config).
         ca = args.security / "tls" / "ca.pem"
         settings = environment.nats_settings(
             getattr(args, "nats_url", None),
-            creds=args.creds or args.security / "creds" / "gateway.nk",
-            tls_ca=args.tls_ca or (ca if ca.exists() else None),
+            creds=secure.creds,
+            tls_ca=args.tls_ca or (ca if ca.exists() and args.site is None else None),
         )
     store = environment.data_home() / "nats"
     with nats_available(
@@ -725,6 +727,7 @@ def cmd_security_init(args: argparse.Namespace) -> int:
     )
     print(f"run the server with: nats-server -c {args.dir / 'nats-server.conf'}")
     print(f"serve as the gateway with: lienthong serve --security {args.dir}")
+    print(f"a ward site (marked in the registry): lienthong serve --security {args.dir} --site U")
     return 0
 
 

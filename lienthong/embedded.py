@@ -57,6 +57,12 @@ class NatsServer:
         domain: str | None = None,
         config_file: Path | None = None,
     ) -> None:
+        if config_file is not None and (domain or extra_config or cluster):
+            # Its own configuration is run as it is: a domain or leaf option would be ignored.
+            raise ValueError(
+                f"{config_file} is run as it is: give its JetStream domain and leaf nodes in it "
+                "(lienthong security init writes a ward site's as leaf/<unit>.conf)"
+            )
         self.store_dir = store_dir
         self.name = name
         self.port = port

@@ -62,6 +62,8 @@ class Role(enum.StrEnum):
     """A ward's or commune's own nats-server, a leaf node of the city's (its leaf connection)."""
     DASHBOARD = "dashboard"
     """The read-only web dashboard (#14): reads what it shows, changes nothing."""
+    SITE_GATEWAY = "site-gateway"
+    """The gateway on a ward's own server (`serve --site`), known to that server only."""
 
 
 class Permissions(msgspec.Struct, frozen=True, kw_only=True):
@@ -185,6 +187,8 @@ def operator_permissions(party: str) -> Permissions:
             f"{API}.CONSUMER.DELETE.*.*",
             "$JS.FC.>",
             "$SYS.REQ.USER.INFO",
+            # #13: `status` asks each ward site's log how far it is, across its leaf.
+            SITE_LOG_INFO,
         ),
         publish_deny=(
             *(f"{API}.CONSUMER.DELETE.*.{d}" for d in DURABLE_CONSUMERS),
@@ -220,7 +224,8 @@ def supervisor_permissions(party: str) -> Permissions:
 def gateway_permissions(party: str) -> Permissions:
     """What `serve` needs for every role: its streams, consumers and buckets (the whole
     JetStream API but deleting a stream), the submit and inbound subjects it serves, the
-    province's inbox it requests on."""
+    province's inbox it requests on, and (#13) the requests it relays to the ward sites and
+    the sites' logs' info its projector asks for `pending_sites`."""
     return Permissions(
         publish=(
             f"{API}.>",
@@ -239,24 +244,83 @@ def gateway_permissions(party: str) -> Permissions:
             f"{KEYS_PREFIX}.>",
             # #13: requests relayed to the ward site that writes their unit.
             f"{SITE_PREFIX}.>",
+            SITE_LOG_INFO,
             "province.*.inbox.>",
         ),
         publish_deny=(f"{API}.STREAM.DELETE.>",),
-        subscribe=(
-            _inbox(party),
-            f"{SUBMIT_PREFIX}.*",
-            f"{INBOUND_PREFIX}.*",
-            f"{SITE_PREFIX}.>",
-        ),
+        subscribe=(_inbox(party), f"{SUBMIT_PREFIX}.*", f"{INBOUND_PREFIX}.*"),
         allow_responses=True,
     )
 
 
+SITE_LOG_INFO = f"$JS.*.API.STREAM.INFO.{EVENTS_STREAM}"
+"""A ward site's log's info through its domain API (`lienthong status`, `pending_sites`)."""
+
+SITE_GATEWAY_DOES_NOT = (
+    "onestop.reports.>",
+    "onestop.outbox.>",
+    "onestop.seals",
+    f"{OPERATIONS_PREFIX}.>",
+    f"{SITE_PREFIX}.>",
+    SITE_LOG_INFO,
+    "province.*.inbox.>",
+)
+"""What the city's gateway publishes and a site's does not: a site runs its gateway only (the
+city projects, forwards and seals its events), and relays nothing (it writes only its units)."""
+
+
+def site_gateway_permissions(site: str, party: str) -> Permissions:
+    """The gateway of a ward site, on the site's own server: the city's gateway's rights there
+    but what only the city does, and serving only the relays addressed to its own site."""
+    city = gateway_permissions(party)
+    return msgspec.structs.replace(
+        city,
+        publish=tuple(s for s in city.publish if s not in SITE_GATEWAY_DOES_NOT),
+        subscribe=(*city.subscribe, f"{SITE_PREFIX}.{site}.>"),
+    )
+
+
+CITY_INBOXES = (inbox_prefix("gateway"), inbox_prefix("operator"), inbox_prefix("dashboard"))
+"""Whose requests a site answers across its leaf: the city's gateway (relays, and its
+projector's look at the site's log), the operator (`lienthong status`) and the dashboard (its
+panel of sites behind), each on the lane of its inbox for that site (plumbing.sites.ask_site)."""
+
+
 def site_permissions(unit: str) -> Permissions:
-    """What crosses a ward's leaf connection into the city's servers: its desks' submissions,
-    and back, the replies to its desks' private inbox; nothing else, whatever the ward's own
-    server lets through (the leaf connection is held to these rights by the city's server)."""
-    return Permissions(publish=(f"{SUBMIT_PREFIX}.{unit}",), subscribe=(_inbox(unit_party(unit)),))
+    """What crosses a ward site's leaf connection, as the city's server holds it (a leaf user's
+    `publish` is what the site may send into the city's servers, its `subscribe` what the city's
+    servers send to the site):
+
+    - to the site: the requests the city's gateway relays for its units, and its own domain's
+      JetStream API for what the city's mirror of its log and the lag probes ask (creating,
+      reading and removing the mirror's consumer, the log's info), and the mirror's answers
+      to the consumer's flow control; no other API call, so nobody at the city manages,
+      purges or deletes a site's streams, and no other unit's relays or domain;
+    - to the city: the mirror's deliveries, the answers to those API calls (`$JSC.R.*`, the
+      server's own reply subjects), and replies on its own lane of the inboxes of the city's
+      parties whose requests it answers (an answer crosses only where the requester's server
+      told the site it is listening, and it tells only of subjects the site may publish to:
+      `allow_responses` alone carries no such interest, so the lane is a right of its own).
+
+    Nothing else: not a unit's submissions (the site's own gateway answers those), not any
+    stream's subjects, not the city's JetStream API (the leaf connection of a JetStream domain
+    denies `$JS.API.>` both ways)."""
+    api = f"$JS.{site_domain(unit)}.API"
+    return Permissions(
+        publish=("$JS.M.*", "$JSC.R.*", *(f"{i}.{site_domain(unit)}.>" for i in CITY_INBOXES)),
+        subscribe=(
+            f"{SITE_PREFIX}.{unit}.>",
+            f"{api}.CONSUMER.CREATE.{EVENTS_STREAM}",
+            f"{api}.CONSUMER.CREATE.{EVENTS_STREAM}.>",
+            f"{api}.CONSUMER.INFO.{EVENTS_STREAM}.*",
+            f"{api}.CONSUMER.DELETE.{EVENTS_STREAM}.*",
+            f"{api}.STREAM.INFO.{EVENTS_STREAM}",
+            # Flow control of the mirror's consumer: nats-server's first form, and the one
+            # with domain and account hash (the `js_ack_fc_v2` feature flag).
+            f"$JS.FC.{EVENTS_STREAM}.>",
+            f"$JS.FC.{site_domain(unit)}.*.{EVENTS_STREAM}.>",
+        ),
+    )
 
 
 PROJECTOR_CONSUMER = DURABLE_CONSUMERS[0]
@@ -375,11 +439,39 @@ def grants(registry: Registry) -> list[Grant]:
                     private_inbox=False,
                 )
             )
+            gateway = site_gateway_party(code)
+            found.append(
+                Grant(
+                    name=gateway,
+                    role=Role.SITE_GATEWAY,
+                    unit=code,
+                    permissions=site_gateway_permissions(code, gateway),
+                )
+            )
     return found
 
 
 def site_party(unit: str) -> str:
     return f"site-{unit}"
+
+
+def site_gateway_party(unit: str) -> str:
+    return f"site-gateway-{unit}"
+
+
+def site_server_parties(registry: Registry, site: str, parties: Iterable[Party]) -> list[Party]:
+    """Who a ward site's own server knows: its gateway, the desks of its units, and the city's
+    operator, supervisor and admin (an erasure of a site's applicant is run at the site). Not
+    the city's gateway nor any other site's: a key taken from a ward's machine opens nothing
+    at the city, and the city's gateway key never has to leave the city."""
+    units = set(_below(registry, site))
+    return [
+        p
+        for p in parties
+        if (p.role is Role.SITE_GATEWAY and p.unit == site)
+        or (p.role is Role.UNIT and p.unit in units)
+        or p.role in (Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN)
+    ]
 
 
 def by_name(parties: Iterable[Party]) -> dict[str, Party]:

@@ -5,8 +5,11 @@ Everything is written into one folder (mode 0700), so an operator reviews and sh
     nats-server.conf      one server, runnable as it is (`nats-server -c DIR/nats-server.conf`)
     authorization.conf    every party's NKey and permissions, included by each configuration
     cluster/node-N.conf   a cluster's nodes, routes authenticated by a generated password
-    leaf/<unit>.conf      each ward's and commune's leaf node; its leaf connection is the site
-                          party (a generated password), held to that site's rights
+    leaf/<unit>.conf      each ward's and commune's own server (plumbing.sites.SiteServer), a
+                          leaf node of the city's; its leaf connection is the site party (a
+                          generated password), held to that site's rights
+    leaf/<unit>-authorization.conf   who that server knows: its own gateway party, its units'
+                          desks, the operator, supervisor and admin (never the city's gateway)
     creds/<party>.nk      one NKey seed per party (0600), as every official NATS client takes it
     creds/site-<unit>.password   a site's leaf connection password (0600)
     parties.json          who each party is, its file, its inbox prefix, its permissions
@@ -42,7 +45,9 @@ from lienthong.parties import (
     grants,
     inbox_prefix,
     load_parties,
+    site_server_parties,
 )
+from plumbing.sites import LeafTls, SiteServer
 from schemas.registry import Registry
 
 SECRETS_FILE = "secrets.json"
@@ -133,7 +138,9 @@ def init(
     # Parties of an earlier, larger registry stay: removing a desk's key is a deliberate act.
     parties += [p for name, p in before.items() if name not in {g.name for g in wanted}]
     chosen = _secrets(folder)
-    _private(folder / AUTHORIZATION_FILE, authorization_block(folder, parties))
+    # A site's gateway is known to its own server only (below), never to the city's.
+    city_parties = [p for p in parties if p.role is not Role.SITE_GATEWAY]
+    _private(folder / AUTHORIZATION_FILE, authorization_block(folder, city_parties))
     _private(folder / SERVER_FILE, server_config(folder, layout, chosen))
     hosts = layout.hosts if len(layout.hosts) >= 2 else CLUSTER_NODES
     for n in range(1, len(hosts) + 1):
@@ -141,7 +148,12 @@ def init(
             folder / "cluster" / f"node-{n}.conf", node_config(folder, layout, chosen, hosts, n)
         )
     for party in parties:
-        if party.role is Role.SITE and party.unit is not None:
+        if party.role is Role.SITE and party.unit is not None and party.unit in registry:
+            users = site_server_parties(registry, party.unit, parties)
+            _private(
+                folder / "leaf" / site_authorization_file(party.unit),
+                authorization_block(folder, users),
+            )
             _private(folder / "leaf" / f"{party.unit}.conf", ward_config(folder, layout, party))
     document = msgspec.json.format(msgspec.json.encode(PartiesFile(parties=tuple(parties))))
     (folder / PARTIES_FILE).write_bytes(document + b"\n")
@@ -156,7 +168,8 @@ def _party(folder: Path, grant: Grant, rotate: bool, tls: bool) -> Party:
         # The seed alone, no newline: nats-py before 2.16 reads the whole file as the seed.
         _private(path, secrets.token_urlsafe(32) if site else _new_seed())
     client_tls = None
-    if tls:
+    # A site's gateway connects to its own server on the ward's loopback only (see ward_config).
+    if tls and grant.role is not Role.SITE_GATEWAY:
         cert, key = certificates.make_client_cert(folder / "tls", grant.name, renew=rotate)
         client_tls = PartyTls(
             ca="tls/ca.pem",
@@ -287,25 +300,27 @@ def node_config(
     )
 
 
+def site_authorization_file(unit: str) -> str:
+    return f"{unit}-{AUTHORIZATION_FILE}"
+
+
 def ward_config(folder: Path, layout: Layout, site: Party) -> str:
-    """A site's own nats-server: its desks connect to it with their own keys, and its leaf
-    connection to the city's servers authenticates as the site party."""
+    """A site's own nats-server, as `lienthong site init` writes one (one way to write it,
+    `SiteServer`): the stream subjects kept off its leaf connection, whose user is the site
+    party; its desks and its own gateway connect to it on the ward's loopback with their own
+    keys (its own authorization file)."""
+    assert site.unit is not None
     password = (folder / site.credentials).read_text().strip()
     hubs = layout.hosts or ("127.0.0.1",)
     urls = [f"nats-leaf://{site.name}:{password}@{hub}:{layout.leaf_port}" for hub in hubs]
-    remote_tls = (
-        f", tls: {{ ca_file: {_q(str(folder / site.tls.ca))}, "
-        f"cert_file: {_q(str(folder / site.tls.cert))}, "
-        f"key_file: {_q(str(folder / site.tls.key))} }}"
-        if site.tls is not None
-        else ""
-    )
-    return (
-        f"# {site.name}: unit {site.unit}'s own nats-server, a leaf node of the city's\n"
-        f'server_name: "lienthong-{site.unit}"\n'
-        f"listen: 127.0.0.1:{layout.site_port}\n"
-        f"jetstream {{ store_dir: {_q(str(_store(folder, layout, f'site-{site.unit}')))}, "
-        f'domain: "site-{site.unit}" }}\n'
-        f"include ../{AUTHORIZATION_FILE}\n"
-        f"leafnodes {{ remotes: [{{ urls: [{', '.join(_q(u) for u in urls)}]{remote_tls} }}] }}\n"
-    )
+    tls = site.tls
+    return SiteServer(
+        code=site.unit,
+        city_leaf_urls=tuple(urls),
+        listen=f"127.0.0.1:{layout.site_port}",
+        store_dir=_store(folder, layout, f"site-{site.unit}"),
+        leaf_tls=None
+        if tls is None
+        else LeafTls(ca=folder / tls.ca, cert=folder / tls.cert, key=folder / tls.key),
+        authorization=site_authorization_file(site.unit),
+    ).config()

@@ -13,6 +13,7 @@ import msgspec
 
 from lienthong import environment
 from lienthong.command_errors import CommandError
+from lienthong.parties import site_gateway_party
 from lienthong.session import connected
 from plumbing.sites import SiteServer, site_domain
 from schemas.registry import Registry
@@ -64,6 +65,46 @@ class Embedded(msgspec.Struct, frozen=True, kw_only=True):
     name: str = "lienthong-embedded"
     domain: str | None = None
     extra_config: str = ""
+
+
+class SecureServer(msgspec.Struct, frozen=True, kw_only=True):
+    """`serve --security DIR`: the configuration its embedded server runs and who it is."""
+
+    config_file: Path
+    creds: Path
+
+
+def secure_server(args: argparse.Namespace, registry: Registry) -> SecureServer:
+    """The city's `nats-server.conf` as the gateway party, or with `--site U` the site's
+    `leaf/U.conf` as the site's own gateway party (its domain, its leaf connection and its
+    users are in that file, as `security init` wrote it). A leaf option beside `--security`
+    would be ignored by that file: refused, in one line, rather than ignored in silence."""
+    folder: Path = args.security
+    leaf = environment.leaf_settings()
+    given = [
+        name
+        for name, value in (
+            ("--city-leaf", args.city_leaf),
+            ("--leaf-creds", args.leaf_creds),
+            ("--leaf-listen", args.leaf_listen),
+            (f"${CITY_LEAF_ENV}", leaf.city_leaf),
+            (f"${LEAF_CREDS_ENV}", leaf.leaf_creds),
+        )
+        if value
+    ]
+    if given:
+        raise SiteError(
+            f"{given[0]} does not go with --security: {folder}'s configurations name the leaf "
+            "connections (run `lienthong security init` again with --host / --leaf-port)"
+        )
+    if args.site is None:
+        config, party = folder / "nats-server.conf", "gateway"
+    else:
+        check_site(registry, args.site)
+        config, party = folder / "leaf" / f"{args.site}.conf", site_gateway_party(args.site)
+    if not config.exists():
+        raise SiteError(f"{config} not found: run `lienthong security init {folder}`")
+    return SecureServer(config_file=config, creds=args.creds or folder / "creds" / f"{party}.nk")
 
 
 def embedded_options(args: argparse.Namespace, registry: Registry, *, embedded: bool) -> Embedded:

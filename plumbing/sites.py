@@ -4,11 +4,15 @@ the checkpoint of how far the city has taken it in."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from datetime import datetime
 from pathlib import Path
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.api import (
     ExternalStream,
     KeyValueConfig,
@@ -56,15 +60,56 @@ def site_domain(code: str) -> str:
     return f"site-{code}"
 
 
+NO_RESPONDERS = "503"
+
+
+async def ask_site(client: Client, site: str, subject: str, payload: bytes, timeout: float) -> Msg:
+    """A request to a site across its leaf connection, answered on the requester's inbox lane
+    for that site (`<its inbox prefix>.site-<code>.<unique>`). A site's leaf connection may
+    publish on its own lane of the city parties' inboxes only (lienthong.parties.
+    site_permissions), so a site answers what was asked of it and cannot put a message on the
+    rest of their inboxes (other sites' answers, JetStream's replies to the city's gateway).
+
+    Raises nats' NoRespondersError (nobody serves `subject`: the link is down) or TimeoutError."""
+    unique = client.new_inbox()  # the connection's own inbox prefix, and a unique token
+    prefix, token = unique.rsplit(".", 1)
+    inbox = f"{prefix}.{site_domain(site)}.{token}"
+    sub = await client.subscribe(inbox, max_msgs=1)
+    try:
+        await client.publish(subject, payload, reply=inbox)
+        msg = await sub.next_msg(timeout)
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await sub.unsubscribe()
+    if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+        raise nats.errors.NoRespondersError
+    return msg
+
+
+class LeafTls(msgspec.Struct, frozen=True, kw_only=True):
+    """The TLS of a site's leaf connection: the CA it verifies the city's servers with, and the
+    client certificate it presents (the city's leaf port accepts only its own CA's)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
 class SiteServer(msgspec.Struct, frozen=True, kw_only=True):
-    """What `lienthong site init` writes: a site's nats-server, a leaf node of the city's."""
+    """A site's nats-server, a leaf node of the city's: the one way its configuration is
+    written, by `lienthong site init` and by `lienthong security init` (its `leaf/<code>.conf`)."""
 
     code: str
     city_leaf_urls: tuple[str, ...]
     listen: str = "127.0.0.1:4222"
     store_dir: Path = Path("/var/lib/lienthong/nats")
     leaf_credentials: Path | None = None
-    """The site's credentials on the city's leaf port (issue 10's parties); none: open port."""
+    """A `.creds` file for the city's leaf port; none: the URLs carry the site party's user and
+    password (`security init`), or the port is open (a trial)."""
+    leaf_tls: LeafTls | None = None
+    authorization: str | None = None
+    """The file of the site's own users (`security init`'s `leaf/<code>-authorization.conf`),
+    included relative to this configuration; none: no authorization (a trial)."""
     leaf_reconnect_seconds: float = 5.0
 
     def config(self) -> str:
@@ -76,27 +121,43 @@ class SiteServer(msgspec.Struct, frozen=True, kw_only=True):
             f'server_name: "site-{self.code}"\n'
             f"listen: {self.listen}\n"
             "max_payload: 8MB\n"
-            f'jetstream {{\n  store_dir: "{self.store_dir}"\n  domain: {domain}\n}}\n'
+            f"jetstream {{\n  store_dir: {_q(str(self.store_dir))}\n  domain: {domain}\n}}\n"
+            + (f"include {_q(self.authorization)}\n" if self.authorization else "")
             + self.leaf_block()
         )
 
     def leaf_block(self) -> str:
         """The part that makes a server this site's leaf (also used by the embedded server)."""
-        urls = ", ".join(f'"{u}"' for u in self.city_leaf_urls)
-        creds = f'\n      credentials: "{self.leaf_credentials}"' if self.leaf_credentials else ""
-        local = ", ".join(f'"{s}"' for s in KEPT_LOCAL)
+        urls = ", ".join(_q(u) for u in self.city_leaf_urls)
+        creds = (
+            f"\n      credentials: {_q(str(self.leaf_credentials))}"
+            if self.leaf_credentials
+            else ""
+        )
+        tls = (
+            f"\n      tls {{ ca_file: {_q(str(self.leaf_tls.ca))}, "
+            f"cert_file: {_q(str(self.leaf_tls.cert))}, key_file: {_q(str(self.leaf_tls.key))} }}"
+            if self.leaf_tls is not None
+            else ""
+        )
+        local = ", ".join(_q(s) for s in KEPT_LOCAL)
         return (
             "leafnodes {\n"
             f'  reconnect: "{self.leaf_reconnect_seconds:g}s"\n'
             "  remotes: [\n"
             "    {\n"
-            f"      urls: [{urls}]{creds}\n"
+            f"      urls: [{urls}]{creds}{tls}\n"
             f"      deny_imports: [{local}]\n"
             f"      deny_exports: [{local}]\n"
             "    }\n"
             "  ]\n"
             "}\n"
         )
+
+
+def _q(text: str) -> str:
+    """A quoted string of the NATS configuration format (JSON's quoting is a subset of it)."""
+    return json.dumps(text)
 
 
 SITES_BUCKET = "ONESTOP_SITES"

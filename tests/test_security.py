@@ -23,11 +23,11 @@ from nats.js.api import DeliverPolicy
 
 from consumers.reports.projector import ReportProjector
 from gateway.service import Gateway
-from lienthong import certificates, cli, environment
+from lienthong import certificates, cli
 from lienthong.demo.province_sim import ProvinceSettings, ProvinceSimulator
-from lienthong.embedded import NatsServer, find_nats_server
+from lienthong.embedded import find_nats_server
 from lienthong.node import Node
-from lienthong.parties import Party, load_parties
+from lienthong.parties import Party, Role, load_parties
 from lienthong.security import Layout, init, public_key
 from plumbing import connection
 from plumbing.jetstream import JetStream
@@ -129,6 +129,7 @@ def test_init_writes_a_private_key_per_party_and_parties_json_naming_their_right
         f"province-{PROVINCE}",
         *(f"unit-{u}" for u in units),
         *(f"site-{u}" for u in wards),
+        *(f"site-gateway-{u}" for u in wards),
     }
     for party in parties:
         creds = folder / party["credentials"]
@@ -136,6 +137,7 @@ def test_init_writes_a_private_key_per_party_and_parties_json_naming_their_right
         assert party["permissions"]["publish"], party
         if party["role"] == "site":  # a leaf connection: a generated password
             assert (folder / "leaf" / f"{party['unit']}.conf").exists()
+            assert (folder / "leaf" / f"{party['unit']}-authorization.conf").exists()
             continue
         assert creds.read_text().startswith("SU")  # an NKey user seed, as every client takes it
         assert party["public_key"].startswith("U")
@@ -166,6 +168,9 @@ def test_every_written_configuration_is_one_nats_server_accepts(tmp_path: Path) 
         )
         assert check.returncode == 0, (config, check.stderr)
     for party in _parties(folder):
+        if party.role is Role.SITE_GATEWAY:  # on its own site's loopback only, without TLS
+            assert party.tls is None
+            continue
         assert party.tls is not None
         assert stat.S_IMODE((folder / party.tls.key).stat().st_mode) == 0o600
         assert (folder / party.tls.cert).exists()
@@ -194,6 +199,7 @@ def test_a_larger_registry_adds_parties_and_keeps_every_key_and_rotate_replaces_
         f"unit-{CITY}",
         f"unit-{WARD}",
         f"site-{WARD}",
+        f"site-gateway-{WARD}",
     }
     seeds = {p.name: (folder / p.credentials).read_text() for p in _parties(folder)}
 
@@ -617,54 +623,6 @@ def test_serve_runs_the_embedded_server_with_security_on_as_the_gateway_party(
         assert "refused these credentials" in capsys.readouterr().err
     finally:
         assert serve.stop() == 0
-
-
-async def test_a_wards_leaf_node_carries_its_desks_submissions_and_nothing_more(
-    tmp_path: Path,
-) -> None:
-    folder = tmp_path / "security"
-    site_port = free_port()
-    init(
-        folder,
-        Registry.load(),
-        Layout(
-            listen_host="127.0.0.1", port=free_port(), leaf_port=free_port(), site_port=site_port
-        ),
-    )
-    leaf = folder / "leaf" / f"{WARD}.conf"
-    with (
-        NatsServer(folder / "data", config_file=folder / "nats-server.conf") as city,
-        NatsServer(folder / "data-ward", config_file=leaf) as ward,
-    ):
-        deployment = SecureDeployment(folder, city, tls=False)
-        service = Gateway(deployment.settings("gateway"), StreamSettings(), Registry.load())
-        await service.start()
-        try:
-            at_the_ward = environment.nats_settings(
-                ward.url, creds=deployment.creds(f"unit-{WARD}")
-            )
-            desk = await connection.connect(at_the_ward, service=False)
-
-            async def reaches_the_gateway() -> bool:  # the leaf connection and its interest
-                try:
-                    await desk.request(f"onestop.submit.{WARD}", b"[]", timeout=1)
-                except nats.errors.Error:
-                    return False
-                return True
-
-            try:
-                await until(reaches_the_gateway, what="the ward's leaf connection")
-                # The leaf connection's own rights on the city's server stop what the ward's
-                # server would let through: an event put straight on the log's subject.
-                await desk.publish(f"onestop.events.{WARD}.dossier.HS-X", b"{}")
-                replies = await submit(desk, WARD, [ev.received("HS-1")])
-                assert replies[0]["ok"], replies
-            finally:
-                await desk.close()
-            async with deployment.party("operator") as operator:
-                assert await log_size(operator.client) == 1
-        finally:
-            await service.stop()
 
 
 def test_only_the_supervisor_reads_and_erases_personal_data(

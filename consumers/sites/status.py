@@ -18,7 +18,14 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
-from plumbing.sites import SITES_BUCKET, Checkpoint, mirror_name, read_checkpoint, site_domain
+from plumbing.sites import (
+    SITES_BUCKET,
+    Checkpoint,
+    ask_site,
+    mirror_name,
+    read_checkpoint,
+    site_domain,
+)
 from plumbing.streams import EVENTS_STREAM
 from schemas.registry import Registry
 
@@ -49,7 +56,7 @@ async def site_last_seq(client: Client, site: str) -> int | None:
     None when it does not answer (the link is down)."""
     subject = f"$JS.{site_domain(site)}.API.STREAM.INFO.{EVENTS_STREAM}"
     try:
-        reply = await client.request(subject, b"", timeout=PROBE_TIMEOUT)
+        reply = await ask_site(client, site, subject, b"", PROBE_TIMEOUT)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
         return None
     info = _STREAM_INFO.decode(reply.data)
