@@ -209,6 +209,8 @@ async def test_a_cut_off_site_keeps_the_contract_and_the_city_catches_up_once_in
         # While linked, the city relays a submission for a site's unit to the site.
         relayed = ev.received("HS-A-2")
         assert (await submit(c, SITE_A, relayed))["ok"]
+        # Stored at the site, it reaches the city's log by the mirror: wait for it there.
+        await until(lambda: has_all(c, sa, SITE_A), CATCH_UP, "the relayed event at the city")
 
     a.restart(linked=False)  # cut off, and the site restarted
     await until(lambda: answering(a.url, SITE_A), 30, "site A's gateway back")
