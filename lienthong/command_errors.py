@@ -17,6 +17,7 @@ import nats.errors
 import nats.js.errors
 
 from gateway.refusals import Unavailable
+from lienthong.embedded import NatsServerFailed
 from lienthong.environment import SettingsError
 from lienthong.parties import PartiesError
 from lienthong.security import SecurityError
@@ -129,6 +130,13 @@ def _explain_one(error: BaseException, servers: Sequence[str]) -> str | None:
             )
         case SettingsError():
             return f"the setting {error} (unset it, or give a value of that type)"
+        case NatsServerFailed():
+            said = [line.strip() for line in str(error).splitlines()[1:] if line.strip()]
+            why = f" ({said[-1]})" if said else ""
+            return (
+                f"the embedded nats-server did not start{why}: is another server using its "
+                "port? stop it, or give --nats-url / LIENTHONG_NATS_URL to use a running one"
+            )
         case nats.errors.AuthorizationError() | nats.errors.Error() if (
             isinstance(error, nats.errors.AuthorizationError)
             or "authorization violation" in str(error).lower()

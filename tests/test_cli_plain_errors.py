@@ -4,6 +4,7 @@ with what to do and exits 2; none prints a traceback for an expected condition."
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from lienthong import cli
-from lienthong.embedded import NatsServer
+from lienthong.command_errors import explain
+from lienthong.embedded import NatsServer, NatsServerFailed
 from tests.helpers import free_port
 
 EVENTS = "events.jsonl"  # written into the test's folder, where the commands run
@@ -165,3 +167,17 @@ async def test_a_command_without_the_right_says_permission_denied_and_exits_2(
     )
     for command, run in zip(RIGHTS_NEEDED, runs, strict=True):
         says_one_line(run, command, "permission denied")
+
+
+def test_an_embedded_server_that_cannot_start_is_said_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # the port the embedded server would listen on, held
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = NatsServer(tmp_path / "nats", port=taken.getsockname()[1])
+        with pytest.raises(NatsServerFailed) as failed:
+            server.start(timeout=10)
+    line = explain(failed.value, [])
+    assert line is not None
+    assert "\n" not in line, line
+    assert line.startswith("the embedded nats-server did not start ("), line
+    assert "address already in use" in line, line  # the server's own reason, in one line
