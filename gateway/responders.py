@@ -59,8 +59,14 @@ class Responders:
         finally:
             self._slots.release()
 
+    @property
+    def busy(self) -> int:
+        """Requests being answered now."""
+        return len(self._tasks)
+
     async def stop(self) -> None:
-        """Take no more requests; answer those already received."""
+        """Take no more requests; answer those already received (a shutdown finishes every
+        batch it has begun)."""
         for subscription in self._subscriptions:
             await subscription.drain()  # type: ignore[no-untyped-call]  # nats-py leaves it untyped
         if self._tasks:

@@ -1,4 +1,4 @@
-"""The running gateway: its NATS connections, streams, and the subscribers that serve units.
+"""The running gateway: its NATS connection, streams, and the subscribers that serve units.
 
 Any number of gateways serve side by side: subscribers share the queue group `lienthong`, and
 everything they know lives in JetStream, never in one process.
@@ -16,7 +16,7 @@ from gateway.event_index import EventIndex
 from gateway.event_log import EventLog
 from gateway.inbound import InboundService
 from gateway.intake import Intake
-from gateway.responders import Handler, Responders
+from gateway.responders import Responders
 from gateway.sites import Writer, relay_subject
 from gateway.submit import SubmitService
 from plumbing import connection
@@ -26,31 +26,6 @@ from plumbing.settings import NatsSettings, StreamSettings
 from plumbing.streams import provision
 from plumbing.subjects import INBOUND_PREFIX, SUBMIT_PREFIX
 from schemas.registry import Registry
-
-
-class InFlight:
-    """Counts handlers at work, so a shutdown answers every batch it has begun."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def wrap(self, handle: Handler) -> Handler:
-        async def wrapped(unit: str, payload: bytes) -> bytes:
-            self._count += 1
-            self._idle.clear()
-            try:
-                return await handle(unit, payload)
-            finally:
-                self._count -= 1
-                if self._count == 0:
-                    self._idle.set()
-
-        return wrapped
-
-    async def wait(self) -> None:
-        await self._idle.wait()
 
 
 class Gateway:
@@ -68,9 +43,13 @@ class Gateway:
         self.writer = Writer(registry, site)
         """The units whose entities this gateway writes: a site's, or the city's (site None)."""
         self.log = structlog.get_logger("lienthong.gateway")
-        self.in_flight = InFlight()
         self._client: Client | None = None
         self._responders: Responders | None = None
+
+    @property
+    def busy(self) -> int:
+        """Requests being answered now."""
+        return self._responders.busy if self._responders is not None else 0
 
     @property
     def client(self) -> Client:
@@ -91,8 +70,8 @@ class Gateway:
         records = await records_bucket(self._client, self.stream_settings.replicas)
         inbound = InboundService(intake, log, records, self.registry)
         self._responders = responders = Responders(self._client)
-        submit = self.writer.route(self._client, "submit", self.in_flight.wrap(service.submit))
-        receive = self.writer.route(self._client, "inbound", self.in_flight.wrap(inbound.receive))
+        submit = self.writer.route(self._client, "submit", service.submit)
+        receive = self.writer.route(self._client, "inbound", inbound.receive)
         await responders.serve(SUBMIT_PREFIX, submit)
         await responders.serve(INBOUND_PREFIX, receive)
         if self.writer.site is not None:
@@ -113,7 +92,6 @@ class Gateway:
         """
         if self._responders is not None:
             await _bounded(self._responders.stop(), timeout)
-        await _bounded(self.in_flight.wait(), timeout)
         if self._client is not None and not self._client.is_closed:
             await _bounded(self._client.drain(), timeout)
         self.log.info("gateway.stopped")

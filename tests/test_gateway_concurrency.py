@@ -237,7 +237,7 @@ async def test_gateway_shutdown_answers_batches_in_flight(
         batch = [ev.copy(f"SC-{i}") for i in range(1000)]
         answer = asyncio.ensure_future(submit(client, ev.WARD, batch, timeout=30))
         deadline = time.monotonic() + 10
-        while gateway.in_flight._idle.is_set():  # until the gateway is working on the batch
+        while not gateway.busy:  # until the gateway is working on the batch
             assert not answer.done(), await answer
             assert time.monotonic() < deadline, "the batch never reached the gateway"
             await asyncio.sleep(0.001)
