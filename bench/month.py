@@ -29,7 +29,6 @@ from collections.abc import Sequence
 
 import nats
 from nats.aio.client import Client
-from nats.js.api import StorageType, StreamConfig
 
 from bench.common import (
     Timer,
@@ -38,6 +37,7 @@ from bench.common import (
     machine,
     private_server,
     rate,
+    raw_publish,
     server_version,
     until_answering,
 )
@@ -70,23 +70,6 @@ class Outcome:
     @property
     def refusals(self) -> int:
         return sum(self.refused.values())
-
-
-async def raw_publish(client: Client, subs: Sequence[Submission]) -> float:
-    """The same payloads, pipelined, to a plain stream: the broker's and nats-py's limit."""
-    js = client.jetstream(publish_async_max_pending=4000)
-    await js.add_stream(
-        StreamConfig(name="RAW", subjects=["raw.>"], storage=StorageType.FILE, duplicate_window=600)
-    )
-    with Timer() as t:
-        futures = [
-            await js.publish_async(
-                f"raw.{s.unit}.{s.entity}", s.body, headers={"Nats-Msg-Id": s.msg_id}
-            )
-            for s in subs
-        ]
-        await asyncio.gather(*futures)
-    return rate(len(subs), t.seconds)
 
 
 async def in_batches(
@@ -144,7 +127,9 @@ async def run_case(label: str, batch: int, by_unit: dict[str, list[Submission]])
         try:
             await until_answering(client)
             broker = cpu_seconds(server.pid)
-            raw = await raw_publish(client, subs)
+            raw = await raw_publish(
+                client, "RAW", [(f"{s.unit}.{s.entity}", s.body, s.msg_id) for s in subs]
+            )
             broker_raw = cpu_seconds(server.pid) - broker
             outcome = Outcome()
             broker, gateway = cpu_seconds(server.pid), cpu_seconds(gw.pid)

@@ -28,6 +28,7 @@ from nats.aio.client import Client
 from nats.js.api import StorageType, StreamConfig
 
 from bench.common import Timer, cpu_seconds, gateway_process, machine, private_server, rate
+from bench.common import raw_publish as common_raw_publish
 from lienthong.client import submit_batch
 from schemas.replies import Accepted
 
@@ -62,26 +63,13 @@ def events(n: int) -> list[tuple[str, bytes]]:
 
 
 async def raw_publish(client: Client, payloads: list[tuple[str, bytes]]) -> float:
-    js = client.jetstream(publish_async_max_pending=4000)
-    await js.add_stream(
-        StreamConfig(
-            name=f"RAW{next(_counter)}",
-            subjects=[f"raw{next(_counter)}.>"],
-            storage=StorageType.FILE,
-            duplicate_window=600,
-        )
+    """The same payloads to a new plain stream, with the same shape of subjects and msg ids."""
+    n = next(_counter)
+    return await common_raw_publish(
+        client,
+        f"RAW{n}",
+        [(f"{unit}.dossier.{i}", body, f"{unit}:{i}") for i, (unit, body) in enumerate(payloads)],
     )
-    stream = (await js.streams_info())[-1].config
-    prefix = stream.subjects[0][:-2] if stream.subjects else "raw"
-    with Timer() as t:
-        futures = [
-            await js.publish_async(
-                f"{prefix}.{unit}.dossier.{i}", body, headers={"Nats-Msg-Id": f"{unit}:{i}"}
-            )
-            for i, (unit, body) in enumerate(payloads)
-        ]
-        await asyncio.gather(*futures)
-    return rate(len(payloads), t.seconds)
 
 
 async def gateway_submit(
