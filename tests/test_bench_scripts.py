@@ -92,3 +92,13 @@ def test_bench_latency_prints_its_percentiles_every_probe_counted(
     assert re.search(r"probes: [1-9]\d* stored .* refused 0, never counted 0", out), out
     assert re.search(r"background: \d+ events .* refused 0", out), out
     assert re.search(r"^probes +\d[\d,]* +\d[\d,]* +\d[\d,]* +400 +(yes|no)$", out, re.M), out
+
+
+@pytest.mark.parametrize("layout", [(), ("--hashed",)])
+def test_bench_index_cost_writes_and_finds_every_id(
+    subprocess_env: dict[str, str], layout: tuple[str, ...]
+) -> None:
+    out = run_bench(subprocess_env, "bench.index_cost", "--events", "500", *layout)
+    assert re.search(r"500 event ids \(.+\) written", out), out
+    assert "hashed" in out.split("written")[0] if layout else "named by the event id" in out
+    assert re.search(r"disk: +\d+ bytes per event", out), out
